@@ -1,0 +1,391 @@
+/* engine/cpu/backend_cpu.c: the CPU backend's table: host buffers, zero-copy weights,
+ * and the element-wise ops; matmul and attention live in their own modules.
+ * Every op splits its rows over the thread pool; tiny ops run on the caller alone
+ * (a pool round trip costs more than the work). */
+#include "cpu.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SMALL_WORK 16384   /* elements below which an op runs on one thread */
+
+static struct eng_cpu *CPU(eng_backend_t *be)
+{
+    return be->ctx;
+}
+
+/* --- identity, memory ------------------------------------------------------------------ */
+
+static const char *cpu_name(eng_backend_t *be)
+{
+    return CPU(be)->name;
+}
+
+static const char *cpu_describe(eng_backend_t *be)
+{
+    return CPU(be)->desc;
+}
+
+static void cpu_free(eng_backend_t *be)
+{
+    struct eng_cpu *cpu = CPU(be);
+    eng_cpu_mm_free(cpu->mm);
+    eng_tp_free(cpu->tp);
+    free(cpu->att_scratch);
+    free(cpu);
+    free(be);
+}
+
+static int cpu_buffer_new(eng_backend_t *be, size_t size, enum eng_buf_usage use,
+                          eng_buffer_t *buf)
+{
+    (void)be;
+    (void)use;
+    size_t sz = (size + 63) & ~(size_t)63;
+    buf->base = aligned_alloc(64, sz ? sz : 64);
+    if (!buf->base)
+        return ERR_NOMEM;
+    return 0;
+}
+
+static void cpu_buffer_free(eng_backend_t *be, eng_buffer_t *buf)
+{
+    (void)be;
+    free(buf->base);
+    buf->base = NULL;
+}
+
+static int cpu_tensor_set(eng_backend_t *be, eng_tensor_t *dst, const void *src, size_t off,
+                          size_t n)
+{
+    (void)be;
+    memcpy((char *)dst->data + off, src, n);
+    return 0;
+}
+
+static int cpu_tensor_get(eng_backend_t *be, const eng_tensor_t *src, void *dst, size_t off,
+                          size_t n)
+{
+    (void)be;
+    memcpy(dst, (const char *)src->data + off, n);
+    return 0;
+}
+
+static int cpu_memset_buffer(eng_backend_t *be, eng_buffer_t *buf, int byte)
+{
+    (void)be;
+    memset(buf->base, byte, buf->size);
+    return 0;
+}
+
+/* Weights are used in place, straight from the model file's mmap. */
+static int cpu_weight_prepare(eng_backend_t *be, eng_tensor_t *w, const void *host)
+{
+    (void)be;
+    w->data = (void *)host;
+    w->buf = NULL;
+    return 0;
+}
+
+static void cpu_weight_release(eng_backend_t *be, eng_tensor_t *w)
+{
+    (void)be;
+    (void)w;
+}
+
+static bool cpu_supports_matmul(eng_backend_t *be, enum eng_dtype t)
+{
+    (void)be;
+    return eng_cpu_mm_supports(t);
+}
+
+static bool cpu_supports_kv(eng_backend_t *be, enum eng_kv_format f)
+{
+    (void)be;
+    return f == ENG_KV_F32 || f == ENG_KV_F16;
+}
+
+/* --- steps ------------------------------------------------------------------------------ */
+
+static int cpu_step_begin(eng_backend_t *be, const struct eng_step *st)
+{
+    struct eng_cpu *cpu = CPU(be);
+    cpu->step = *st;
+    cpu->in_step = true;
+    return 0;
+}
+
+static int cpu_step_end(eng_backend_t *be)
+{
+    CPU(be)->in_step = false;
+    return 0;
+}
+
+/* Runs fn over [0, rows) on the pool, or inline when rows*cols is small. */
+struct rows_job {
+    void (*fn)(struct rows_job *j, int64_t lo, int64_t hi);
+    int64_t rows;
+    float *out;
+    const float *a, *b;
+    const void *w;
+    int64_t cols;
+    float eps;
+    const struct eng_cpu *cpu;
+    const eng_tensor_t *tw;
+    const struct eng_rope_params *rp;
+    int32_t n_heads;
+};
+
+static void rows_worker(void *arg, int ith, int nth)
+{
+    struct rows_job *j = arg;
+    int64_t lo, hi;
+    eng_tp_range(j->rows, 1, ith, nth, &lo, &hi);
+    if (lo < hi)
+        j->fn(j, lo, hi);
+}
+
+static void run_rows(struct eng_cpu *cpu, struct rows_job *j)
+{
+    if (j->rows * j->cols < SMALL_WORK || eng_tp_size(cpu->tp) == 1 || j->rows == 1)
+        j->fn(j, 0, j->rows);
+    else
+        eng_tp_run(cpu->tp, rows_worker, j);
+}
+
+/* --- element-wise ops --------------------------------------------------------------------- */
+
+static void embed_rows(struct rows_job *j, int64_t lo, int64_t hi)
+{
+    const eng_tensor_t *w = j->tw;
+    for (int64_t t = lo; t < hi; t++) {
+        int32_t id = j->cpu->step.tokens[t];
+        eng_row_to_f32(w->dtype, (const char *)w->data + (size_t)id * w->nb[1],
+                       j->out + t * j->cols, j->cols);
+    }
+}
+
+static int cpu_embed(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *wte)
+{
+    struct eng_cpu *cpu = CPU(be);
+    if (!cpu->in_step || out->ne[1] != cpu->step.n_tokens)
+        return ERR_INVAL;
+    for (int32_t t = 0; t < cpu->step.n_tokens; t++)
+        if (cpu->step.tokens[t] < 0 || cpu->step.tokens[t] >= wte->ne[1])
+            return ERR_INVAL;
+    struct rows_job j = {.fn = embed_rows, .rows = out->ne[1], .out = out->data,
+                         .cols = out->ne[0], .cpu = cpu, .tw = wte};
+    run_rows(cpu, &j);
+    return 0;
+}
+
+static void rmsnorm_rows(struct rows_job *j, int64_t lo, int64_t hi)
+{
+    const int64_t C = j->cols;
+    const float *w = j->b;
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = j->a + r * C;
+        float *o = j->out + r * C;
+        double ss = 0.0;        // double: matches a float64 reference to < 1e-7
+        for (int64_t i = 0; i < C; i++)
+            ss += (double)x[i] * x[i];
+        const float scale = (float)(1.0 / sqrt(ss / (double)C + j->eps));
+        for (int64_t i = 0; i < C; i++)
+            o[i] = x[i] * scale * w[i];
+    }
+}
+
+static int cpu_rmsnorm(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *x,
+                       const eng_tensor_t *w, float eps)
+{
+    struct rows_job j = {.fn = rmsnorm_rows, .rows = eng_tensor_nrows(x), .out = out->data,
+                         .a = x->data, .b = w->data, .cols = x->ne[0], .eps = eps};
+    run_rows(CPU(be), &j);
+    return 0;
+}
+
+static int cpu_matmul(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *x,
+                      const eng_tensor_t *w)
+{
+    struct eng_cpu *cpu = CPU(be);
+    return eng_cpu_mm_run(cpu->mm, cpu->tp, out->data, x->data, eng_tensor_nrows(x), w);
+}
+
+static void rope_rows(struct rows_job *j, int64_t lo, int64_t hi)
+{
+    const struct eng_rope_params *rp = j->rp;
+    const int64_t HS = j->cols / j->n_heads;
+    const int half = rp->n_rot / 2;
+    for (int64_t t = lo; t < hi; t++) {
+        const double p = (double)j->cpu->step.pos[t] * rp->freq_scale;
+        for (int i = 0; i < half; i++) {
+            // angle in double precision: p * base^(-2i/n_rot)
+            const double theta = p * pow((double)rp->freq_base, -2.0 * i / rp->n_rot);
+            const float c = (float)cos(theta), s = (float)sin(theta);
+            for (int32_t h = 0; h < j->n_heads; h++) {
+                float *x = j->out + t * j->cols + h * HS;
+                int i0 = rp->mode == ENG_ROPE_NEOX ? i : 2 * i;
+                int i1 = rp->mode == ENG_ROPE_NEOX ? i + half : 2 * i + 1;
+                const float x0 = x[i0], x1 = x[i1];
+                x[i0] = x0 * c - x1 * s;
+                x[i1] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+static int cpu_rope(eng_backend_t *be, eng_tensor_t *x, int32_t n_heads,
+                    const struct eng_rope_params *rp)
+{
+    struct eng_cpu *cpu = CPU(be);
+    if (!cpu->in_step || x->ne[1] != cpu->step.n_tokens)
+        return ERR_INVAL;
+    struct rows_job j = {.fn = rope_rows, .rows = x->ne[1], .out = x->data, .cols = x->ne[0],
+                         .cpu = cpu, .rp = rp, .n_heads = n_heads};
+    run_rows(cpu, &j);
+    return 0;
+}
+
+static int cpu_kv_write(eng_backend_t *be, eng_kv_storage_t *kv, int32_t layer,
+                        const eng_tensor_t *k, const eng_tensor_t *v)
+{
+    struct eng_cpu *cpu = CPU(be);
+    if (!cpu->in_step || k->ne[1] != cpu->step.n_tokens)
+        return ERR_INVAL;
+    eng_tensor_t *kc = &kv->k[layer], *vc = &kv->v[layer];
+    const int64_t row = k->ne[0];
+    for (int32_t t = 0; t < cpu->step.n_tokens; t++) {
+        int64_t slot = cpu->step.kv_slot[t];
+        if (slot >= kc->ne[1])
+            return ERR_INVAL;
+        eng_row_from_f32(kc->dtype, (const float *)k->data + t * row,
+                         (char *)kc->data + (size_t)slot * kc->nb[1], row);
+        eng_row_from_f32(vc->dtype, (const float *)v->data + t * row,
+                         (char *)vc->data + (size_t)slot * vc->nb[1], row);
+    }
+    return 0;
+}
+
+static int cpu_attention(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *q,
+                         const eng_kv_storage_t *kv, int32_t layer, int32_t n_heads, float scale)
+{
+    struct eng_cpu *cpu = CPU(be);
+    if (!cpu->in_step || q->ne[1] != cpu->step.n_tokens)
+        return ERR_INVAL;
+    return eng_cpu_attention(cpu, out, q, kv, layer, n_heads, scale);
+}
+
+static void swiglu_rows(struct rows_job *j, int64_t lo, int64_t hi)
+{
+    for (int64_t i = lo * j->cols; i < hi * j->cols; i++) {
+        const float g = j->a[i];
+        j->out[i] = g / (1.0f + expf(-g)) * j->b[i];
+    }
+}
+
+static int cpu_swiglu(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *gate,
+                      const eng_tensor_t *up)
+{
+    struct rows_job j = {.fn = swiglu_rows, .rows = eng_tensor_nrows(out), .out = out->data,
+                         .a = gate->data, .b = up->data, .cols = out->ne[0]};
+    run_rows(CPU(be), &j);
+    return 0;
+}
+
+static void add_rows(struct rows_job *j, int64_t lo, int64_t hi)
+{
+    for (int64_t i = lo * j->cols; i < hi * j->cols; i++)
+        j->out[i] = j->a[i] + j->b[i];
+}
+
+static int cpu_add(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *a,
+                   const eng_tensor_t *b)
+{
+    struct rows_job j = {.fn = add_rows, .rows = eng_tensor_nrows(out), .out = out->data,
+                         .a = a->data, .b = b->data, .cols = out->ne[0]};
+    run_rows(CPU(be), &j);
+    return 0;
+}
+
+static int cpu_gather_rows(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *x)
+{
+    struct eng_cpu *cpu = CPU(be);
+    if (!cpu->in_step || out->ne[1] != cpu->step.n_out || x->ne[1] != cpu->step.n_tokens)
+        return ERR_INVAL;
+    const size_t rb = (size_t)x->ne[0] * sizeof(float);
+    for (int32_t i = 0; i < cpu->step.n_out; i++)
+        memmove((char *)out->data + (size_t)i * rb,
+                (const char *)x->data + (size_t)cpu->step.out_rows[i] * rb, rb);
+    return 0;
+}
+
+static const struct eng_backend_ops cpu_ops = {
+    .name = cpu_name,
+    .describe = cpu_describe,
+    .free = cpu_free,
+    .buffer_new = cpu_buffer_new,
+    .buffer_free = cpu_buffer_free,
+    .tensor_set = cpu_tensor_set,
+    .tensor_get = cpu_tensor_get,
+    .memset_buffer = cpu_memset_buffer,
+    .weight_prepare = cpu_weight_prepare,
+    .weight_release = cpu_weight_release,
+    .supports_matmul = cpu_supports_matmul,
+    .supports_kv = cpu_supports_kv,
+    .step_begin = cpu_step_begin,
+    .step_end = cpu_step_end,
+    .embed = cpu_embed,
+    .rmsnorm = cpu_rmsnorm,
+    .matmul = cpu_matmul,
+    .rope = cpu_rope,
+    .kv_write = cpu_kv_write,
+    .attention = cpu_attention,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+    .gather_rows = cpu_gather_rows,
+};
+
+#include <unistd.h>
+
+int eng_cpu_backend_new(const struct eng_cpu_params *p, eng_backend_t **out)
+{
+    int n = p && p->n_threads > 0 ? p->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    if (n > 512)
+        return ERR_RANGE;
+    eng_backend_t *be = calloc(1, sizeof *be);
+    struct eng_cpu *cpu = calloc(1, sizeof *cpu);
+    int rc = ERR_NOMEM;
+    if (!be || !cpu)
+        goto fail;
+    eng_cpu_detect(&cpu->feat);
+    cpu->level = eng_cpu_level_pick(&cpu->feat);
+    if ((rc = eng_tp_new(n, &cpu->tp)) < 0)
+        goto fail;
+    if ((rc = eng_cpu_mm_new(cpu->level, n, &cpu->mm)) < 0)
+        goto fail;
+    snprintf(cpu->name, sizeof cpu->name, "cpu");
+    char feats[192];
+    eng_cpu_features_str(&cpu->feat, feats, sizeof feats);
+    snprintf(cpu->desc, sizeof cpu->desc, "cpu threads=%d kernels=%s features=\"%s\"", n,
+             eng_cpu_level_name(cpu->level), feats);
+    be->ops = &cpu_ops;
+    be->ctx = cpu;
+    be->is_host = true;
+    be->n_threads = n;
+    if (p)
+        be->log = p->log;
+    *out = be;
+    return 0;
+fail:
+    if (cpu) {
+        eng_cpu_mm_free(cpu->mm);
+        eng_tp_free(cpu->tp);
+    }
+    free(cpu);
+    free(be);
+    return rc;
+}

@@ -1,0 +1,47 @@
+/* server/backend_select.c: device string -> backend. The only file outside gpu/ that
+ * knows whether CUDA was compiled in. */
+#include "backend_select.h"
+
+#include "orthod_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if ORTHOD_HAVE_CUDA
+#include "../gpu/gpu.h"
+#endif
+
+int backend_select_new(const char *device, int n_threads, const struct log_sink *log,
+                       eng_backend_t **out, struct errbuf *eb)
+{
+    if (!device || strcmp(device, "cpu") == 0) {
+        struct eng_cpu_params cp = {.n_threads = n_threads};
+        if (log)
+            cp.log = *log;
+        int rc = eng_cpu_backend_new(&cp, out);
+        if (rc < 0)
+            return err_set(eb, rc, "cannot start the CPU backend with %d threads: %s", n_threads,
+                           err_str(rc));
+        return 0;
+    }
+    if (strncmp(device, "cuda", 4) == 0 && (device[4] == '\0' || device[4] == ':')) {
+        int idx = 0;
+        if (device[4] == ':') {
+            char *end;
+            long v = strtol(device + 5, &end, 10);
+            if (end == device + 5 || *end || v < 0 || v > 63)
+                return err_set(eb, ERR_INVAL, "--device: '%s' is not cuda:N", device);
+            idx = (int)v;
+        }
+#if ORTHOD_HAVE_CUDA
+        return gpu_backend_cuda_new(idx, log, out, eb);
+#else
+        (void)idx;
+        return err_set(eb, ERR_UNSUPPORTED,
+                       "--device %s: this orthod was built without CUDA; install the CUDA "
+                       "toolkit (nvcc) and rebuild with -Dcuda=enabled", device);
+#endif
+    }
+    return err_set(eb, ERR_INVAL, "--device: unknown device '%s' (use cpu, cuda or cuda:N)",
+                   device);
+}
