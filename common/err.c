@@ -67,7 +67,17 @@ int err_prefix(struct errbuf *eb, int code, const char *fmt, ...)
         va_end(ap);
         memcpy(old, eb->msg, sizeof old);
         old[sizeof old - 1] = '\0';
-        snprintf(eb->msg, sizeof eb->msg, "%s: %s", pre, old[0] ? old : err_str(code));
+        // "<pre>: <old>", truncated to the buffer (assembled by hand: no truncation warning)
+        const char *tail = old[0] ? old : err_str(code);
+        size_t n = strnlen(pre, sizeof eb->msg - 1);
+        memcpy(eb->msg, pre, n);
+        if (n + 2 < sizeof eb->msg) {
+            eb->msg[n++] = ':';
+            eb->msg[n++] = ' ';
+        }
+        size_t t = strnlen(tail, sizeof eb->msg - 1 - n);
+        memcpy(eb->msg + n, tail, t);
+        eb->msg[n + t] = '\0';
     }
     return code;
 }

@@ -24,7 +24,8 @@ struct log_sink {
  * prefixed with `ts=<RFC3339> level=<level>` and hands it to the sink. Thread: any. */
 void log_emit(const struct log_sink *s, enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void log_vemit(const struct log_sink *s, enum log_level level, const char *fmt, va_list ap);
+void log_vemit(const struct log_sink *s, enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 const char *log_level_name(enum log_level level);
 /* Parses "debug|info|warn|error"; returns 0 or ERR_INVAL. */

@@ -51,6 +51,16 @@ int eng_backend_n_threads(const eng_backend_t *be)
     return be->n_threads;
 }
 
+bool eng_backend_supports_matmul(const eng_backend_t *be, enum eng_dtype t)
+{
+    return be->ops->supports_matmul((eng_backend_t *)be, t);
+}
+
+bool eng_backend_supports_kv(const eng_backend_t *be, enum eng_kv_format f)
+{
+    return be->ops->supports_kv((eng_backend_t *)be, f);
+}
+
 /* --- memory --- */
 
 int eng_buffer_new(eng_backend_t *be, size_t size, enum eng_buf_usage use, eng_buffer_t **out)

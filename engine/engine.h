@@ -69,13 +69,18 @@ void eng_model_info(const eng_model_t *m, struct eng_model_info *out);
 
 /* Random-weight Llama models of named shapes, for benchmarks and tests: weights
  * N(0, std), norms 1.0, a byte-level SPM vocab of n_vocab tokens.
- * Shapes: "stories15M", "stories110M", "llama7b" (dim 4096, 32 layers, 32 heads, 8 KV
- * heads, ffn 14336, vocab 32000), "tiny" (tests), or "dim=..,layers=..,heads=..,
- * kv_heads=..,ffn=..,vocab=..,ctx=.." . Builds an in-memory model file. */
+ * Shapes: "stories15M" (dim 288, 6 layers, 6 heads, ffn 768, vocab 32000), "stories110M"
+ * (dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000), "llama7b" (dim 4096, 32 layers,
+ * 32 heads, 8 KV heads, ffn 14336, vocab 32000), "tiny" (dim 64, 2 layers, 4 heads, 2 KV
+ * heads, ffn 192, vocab 300), or "dim=..,layers=..,heads=..,kv_heads=..,ffn=..,vocab=..,
+ * ctx=..,rope_base=.." (missing keys take the tiny values; vocab >= 259). Quantized dtypes
+ * need dim and ffn multiples of 32. Builds an in-memory model file; same seed and shape give
+ * the same weights whatever the thread count. */
 struct eng_random_model {
     char shape[160];
     enum eng_dtype dtype;     /* F32, F16, BF16, Q8_0 or Q4_0 for the matrices */
     float std;                /* 0.02 */
+    float norm_std;           /* 0: norm weights exactly 1.0; else 1 + N(0, norm_std) */
     uint64_t seed;
     int n_threads;            /* generation threads */
 };
@@ -89,6 +94,7 @@ struct eng_ctx_params {
     int32_t n_ctx;            /* max tokens per sequence (<= n_ctx_train unless forced) */
     int32_t n_seq_max;        /* sequences alive at once */
     int32_t n_batch;          /* max tokens in one step */
+    int32_t n_out_max;        /* max tokens with logits in one step (0: n_seq_max) */
     enum eng_kv_format kv_format;
     int32_t kv_block_size;    /* tokens per KV block (16) */
     int32_t kv_blocks;        /* 0: enough for n_seq_max full sequences */

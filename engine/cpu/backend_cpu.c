@@ -3,6 +3,7 @@
  * Every op splits its rows over the thread pool; tiny ops run on the caller alone
  * (a pool round trip costs more than the work). */
 #include "cpu.h"
+#include "vec.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +35,8 @@ static void cpu_free(eng_backend_t *be)
     eng_cpu_mm_free(cpu->mm);
     eng_tp_free(cpu->tp);
     free(cpu->att_scratch);
+    free(cpu->rope_cs);
+    free(cpu->vec);
     free(cpu);
     free(be);
 }
@@ -114,6 +117,7 @@ static int cpu_step_begin(eng_backend_t *be, const struct eng_step *st)
     struct eng_cpu *cpu = CPU(be);
     cpu->step = *st;
     cpu->in_step = true;
+    cpu->rope_valid = false;
     return 0;
 }
 
@@ -184,24 +188,16 @@ static int cpu_embed(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *w
 static void rmsnorm_rows(struct rows_job *j, int64_t lo, int64_t hi)
 {
     const int64_t C = j->cols;
-    const float *w = j->b;
-    for (int64_t r = lo; r < hi; r++) {
-        const float *x = j->a + r * C;
-        float *o = j->out + r * C;
-        double ss = 0.0;        // double: matches a float64 reference to < 1e-7
-        for (int64_t i = 0; i < C; i++)
-            ss += (double)x[i] * x[i];
-        const float scale = (float)(1.0 / sqrt(ss / (double)C + j->eps));
-        for (int64_t i = 0; i < C; i++)
-            o[i] = x[i] * scale * w[i];
-    }
+    for (int64_t r = lo; r < hi; r++)   // sums of squares in double (vec.h)
+        j->cpu->vec->rmsnorm(j->out + r * C, j->a + r * C, j->b, j->eps, C);
 }
 
 static int cpu_rmsnorm(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *x,
                        const eng_tensor_t *w, float eps)
 {
     struct rows_job j = {.fn = rmsnorm_rows, .rows = eng_tensor_nrows(x), .out = out->data,
-                         .a = x->data, .b = w->data, .cols = x->ne[0], .eps = eps};
+                         .a = x->data, .b = w->data, .cols = x->ne[0], .eps = eps,
+                         .cpu = CPU(be)};
     run_rows(CPU(be), &j);
     return 0;
 }
@@ -213,17 +209,32 @@ static int cpu_matmul(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *
     return eng_cpu_mm_run(cpu->mm, cpu->tp, out->data, x->data, eng_tensor_nrows(x), w);
 }
 
+/* cos/sin of every (token, pair) of the step: computed once per step (all layers and both
+ * q and k share them), angles in double precision: pos * scale * base^(-2i/n_rot). */
+static void rope_cs_rows(struct rows_job *j, int64_t lo, int64_t hi)
+{
+    const struct eng_rope_params *rp = j->rp;
+    const int half = rp->n_rot / 2;
+    for (int64_t t = lo; t < hi; t++) {
+        const double p = (double)j->cpu->step.pos[t] * rp->freq_scale;
+        float *cs = j->out + t * half * 2;
+        for (int i = 0; i < half; i++) {
+            const double theta = p * pow((double)rp->freq_base, -2.0 * i / rp->n_rot);
+            cs[2 * i] = (float)cos(theta);
+            cs[2 * i + 1] = (float)sin(theta);
+        }
+    }
+}
+
 static void rope_rows(struct rows_job *j, int64_t lo, int64_t hi)
 {
     const struct eng_rope_params *rp = j->rp;
     const int64_t HS = j->cols / j->n_heads;
     const int half = rp->n_rot / 2;
     for (int64_t t = lo; t < hi; t++) {
-        const double p = (double)j->cpu->step.pos[t] * rp->freq_scale;
+        const float *cs = j->a + t * half * 2;
         for (int i = 0; i < half; i++) {
-            // angle in double precision: p * base^(-2i/n_rot)
-            const double theta = p * pow((double)rp->freq_base, -2.0 * i / rp->n_rot);
-            const float c = (float)cos(theta), s = (float)sin(theta);
+            const float c = cs[2 * i], s = cs[2 * i + 1];
             for (int32_t h = 0; h < j->n_heads; h++) {
                 float *x = j->out + t * j->cols + h * HS;
                 int i0 = rp->mode == ENG_ROPE_NEOX ? i : 2 * i;
@@ -242,8 +253,27 @@ static int cpu_rope(eng_backend_t *be, eng_tensor_t *x, int32_t n_heads,
     struct eng_cpu *cpu = CPU(be);
     if (!cpu->in_step || x->ne[1] != cpu->step.n_tokens)
         return ERR_INVAL;
-    struct rows_job j = {.fn = rope_rows, .rows = x->ne[1], .out = x->data, .cols = x->ne[0],
-                         .cpu = cpu, .rp = rp, .n_heads = n_heads};
+    const int64_t T = x->ne[1];
+    const bool same = cpu->rope_valid && cpu->rope_key.n_rot == rp->n_rot &&
+                      cpu->rope_key.freq_base == rp->freq_base &&
+                      cpu->rope_key.freq_scale == rp->freq_scale;
+    if (!same) {
+        const size_t need = (size_t)T * (size_t)rp->n_rot;
+        if (need > cpu->rope_cs_cap) {
+            float *p = realloc(cpu->rope_cs, need * sizeof(float));
+            if (!p)
+                return ERR_NOMEM;
+            cpu->rope_cs = p;
+            cpu->rope_cs_cap = need;
+        }
+        struct rows_job cj = {.fn = rope_cs_rows, .rows = T, .out = cpu->rope_cs,
+                              .cols = rp->n_rot * 8, .cpu = cpu, .rp = rp};
+        run_rows(cpu, &cj);
+        cpu->rope_key = *rp;
+        cpu->rope_valid = true;
+    }
+    struct rows_job j = {.fn = rope_rows, .rows = T, .out = x->data, .a = cpu->rope_cs,
+                         .cols = x->ne[0], .cpu = cpu, .rp = rp, .n_heads = n_heads};
     run_rows(cpu, &j);
     return 0;
 }
@@ -279,32 +309,30 @@ static int cpu_attention(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_
 
 static void swiglu_rows(struct rows_job *j, int64_t lo, int64_t hi)
 {
-    for (int64_t i = lo * j->cols; i < hi * j->cols; i++) {
-        const float g = j->a[i];
-        j->out[i] = g / (1.0f + expf(-g)) * j->b[i];
-    }
+    j->cpu->vec->silu_mul(j->out + lo * j->cols, j->a + lo * j->cols, j->b + lo * j->cols,
+                          (hi - lo) * j->cols);
 }
 
 static int cpu_swiglu(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *gate,
                       const eng_tensor_t *up)
 {
     struct rows_job j = {.fn = swiglu_rows, .rows = eng_tensor_nrows(out), .out = out->data,
-                         .a = gate->data, .b = up->data, .cols = out->ne[0]};
+                         .a = gate->data, .b = up->data, .cols = out->ne[0], .cpu = CPU(be)};
     run_rows(CPU(be), &j);
     return 0;
 }
 
 static void add_rows(struct rows_job *j, int64_t lo, int64_t hi)
 {
-    for (int64_t i = lo * j->cols; i < hi * j->cols; i++)
-        j->out[i] = j->a[i] + j->b[i];
+    j->cpu->vec->add(j->out + lo * j->cols, j->a + lo * j->cols, j->b + lo * j->cols,
+                     (hi - lo) * j->cols);
 }
 
 static int cpu_add(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *a,
                    const eng_tensor_t *b)
 {
     struct rows_job j = {.fn = add_rows, .rows = eng_tensor_nrows(out), .out = out->data,
-                         .a = a->data, .b = b->data, .cols = out->ne[0]};
+                         .a = a->data, .b = b->data, .cols = out->ne[0], .cpu = CPU(be)};
     run_rows(CPU(be), &j);
     return 0;
 }
@@ -363,6 +391,9 @@ int eng_cpu_backend_new(const struct eng_cpu_params *p, eng_backend_t **out)
         goto fail;
     eng_cpu_detect(&cpu->feat);
     cpu->level = eng_cpu_level_pick(&cpu->feat);
+    if (!(cpu->vec = malloc(sizeof *cpu->vec)))
+        goto fail;
+    eng_cpu_vec_init(cpu->level, cpu->vec);
     if ((rc = eng_tp_new(n, &cpu->tp)) < 0)
         goto fail;
     if ((rc = eng_cpu_mm_new(cpu->level, n, &cpu->mm)) < 0)
@@ -384,6 +415,7 @@ fail:
     if (cpu) {
         eng_cpu_mm_free(cpu->mm);
         eng_tp_free(cpu->tp);
+        free(cpu->vec);
     }
     free(cpu);
     free(be);

@@ -61,6 +61,8 @@ int eng_cpu_mm_run(eng_cpu_mm_t *mm, eng_tp_t *tp, float *out, const float *x, i
                    const eng_tensor_t *w);
 
 /* --- the backend context ------------------------------------------------------------ */
+struct eng_cpu_vec;                /* vec.h */
+
 struct eng_cpu {
     eng_tp_t *tp;
     struct eng_cpu_features feat;
@@ -68,6 +70,11 @@ struct eng_cpu {
     eng_cpu_mm_t *mm;
     struct eng_step step;          /* the current step (arrays borrowed until step_end) */
     bool in_step;
+    struct eng_cpu_vec *vec;       /* element-wise kernels for `level` */
+    float *rope_cs;                /* (T, n_rot/2, 2) cos/sin of the current step */
+    size_t rope_cs_cap;            /* floats */
+    bool rope_valid;               /* rope_cs matches rope_key for this step */
+    struct eng_rope_params rope_key;
     float *att_scratch;            /* per-thread attention scratch */
     size_t att_scratch_floats;     /* per thread */
     char name[16];
