@@ -51,6 +51,11 @@ bool eng_vocab_is_eog(const eng_vocab_t *v, int32_t id);
 const char *eng_vocab_token_text(const eng_vocab_t *v, int32_t id, size_t *len);
 enum eng_token_type eng_vocab_token_type(const eng_vocab_t *v, int32_t id);
 
+/* The most text one eng_tokenize call accepts (4 MiB, far beyond any context window);
+ * longer text gives ERR_TOOLARGE with *n_out == 0, so that hostile input cannot make
+ * tokenizing take unbounded time or memory. */
+#define ENG_TOKENIZE_MAX_BYTES ((size_t)4 << 20)
+
 /* Encodes text[0..len) (any bytes; invalid UTF-8 is handled as llama.cpp does).
  * add_special: prepend BOS / append EOS as the vocab says (llama.cpp add_special).
  * parse_special: recognize special/control token texts such as "<s>" in the text;

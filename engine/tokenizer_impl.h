@@ -1,0 +1,122 @@
+/* engine/tokenizer_impl.h: the inside of eng_vocab_t, shared by tokenizer.c (loading,
+ * special tokens, detokenizing) and the encoders tok_spm.c, tok_bpe.c and tok_wpm.c.
+ * Not for use outside engine/. The vocab is immutable after eng_vocab_from_gguf; the
+ * encoders keep all their state on the stack or in per-call allocations. */
+#ifndef ORTHOD_ENGINE_TOKENIZER_IMPL_H
+#define ORTHOD_ENGINE_TOKENIZER_IMPL_H
+
+#include "orthod_config.h"
+#include "tokenizer.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Token attributes (llama.cpp's llama_token_attr bits; what tokenizing and detokenizing
+ * look at). Derived from tokenizer.ggml.token_type, then adjusted by name-based rules. */
+enum {
+    ENG__ATTR_UNKNOWN = 1u << 0,
+    ENG__ATTR_UNUSED = 1u << 1,
+    ENG__ATTR_NORMAL = 1u << 2,
+    ENG__ATTR_CONTROL = 1u << 3,
+    ENG__ATTR_USER_DEFINED = 1u << 4,
+    ENG__ATTR_BYTE = 1u << 5,
+    ENG__ATTR_LSTRIP = 1u << 7,     /* eat whitespace before the special token */
+    ENG__ATTR_RSTRIP = 1u << 8,     /* eat whitespace after it */
+};
+
+/* GPT-2-style pre-tokenizers (the regex that splits text into words before BPE):
+ *   GPT2:   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ *   LLAMA3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+ *           ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ *   QWEN2:  the same with \p{N} (one digit per word) */
+enum eng__bpe_pre {
+    ENG__PRE_GPT2 = 1,
+    ENG__PRE_LLAMA3 = 2,
+    ENG__PRE_QWEN2 = 3,
+};
+
+/* An open-addressing hash index over strings that live elsewhere (key i is
+ * pool[off[i] .. off[i]+len[i])). Maps a string to its key index. */
+struct eng__strtab {
+    const char *pool;
+    const uint32_t *off, *len;
+    uint32_t *slot;          /* (mask+1) entries: key index + 1, 0 = empty */
+    uint32_t *slot_hash;     /* (mask+1) low 32 bits of the key's hash */
+    uint32_t mask;
+};
+
+struct eng_vocab {
+    enum eng_vocab_type type;
+    int32_t n_tokens;                   /* V */
+    char *pool;                         /* token texts, each NUL-terminated */
+    uint32_t *tok_off, *tok_len;        /* (V) */
+    float *score;                       /* (V) NaN stored as -inf */
+    uint16_t *attr;                     /* (V) ENG__ATTR_* */
+    uint8_t *ttype;                     /* (V) enum eng_token_type as reported */
+    uint32_t max_token_len;             /* bytes */
+    struct eng__strtab index;           /* text -> id */
+
+    int32_t bos, eos, eot, eom, unk, sep, pad, mask_tok;   /* -1 when absent */
+    bool add_bos, add_eos, add_sep, add_space_prefix, clean_spaces, ignore_merges;
+    bool wpm_lowercase, wpm_strip_accents;
+    enum eng__bpe_pre pre;
+
+    int32_t *eog;                       /* sorted ids */
+    size_t n_eog;
+    int32_t *special;                   /* ids of control/user-defined/unknown tokens, */
+    size_t n_special;                   /* longest text first (then lowest id) */
+
+    int32_t byte_tok[256];              /* SPM byte fallback: <0xXX>, else the 1-byte token */
+
+    /* BPE merges: "left right" strings, rank = index */
+    char *merge_pool;
+    uint32_t *merge_off, *merge_len;
+    uint32_t n_merges, max_merge_len;
+    struct eng__strtab merge_index;
+
+    /* GPT-2 byte-level mapping: byte -> UTF-8 of its stand-in codepoint (1 or 2 bytes),
+     * and stand-in codepoint (< 0x144) -> byte */
+    uint8_t byte_enc[256][2];
+    uint8_t byte_enc_len[256];
+    int16_t byte_dec[0x144];
+};
+
+/* A growable id list with a hard cap (the encoders never produce more than a few ids per
+ * input byte; the cap turns a bug into ERR_TOOLARGE instead of unbounded growth). */
+struct eng__ids {
+    int32_t *p;
+    size_t n, cap, limit;
+};
+int eng__ids_push(struct eng__ids *ids, int32_t id);
+
+uint64_t eng__hash(const void *s, size_t n);
+/* Continues a hash over more bytes: eng__hash(a+b) == eng__hash_more(eng__hash(a), b). */
+uint64_t eng__hash_more(uint64_t h, const void *s, size_t n);
+/* Key index of s[0..n) in t, or -1. `h` is eng__hash(s, n). */
+int64_t eng__strtab_find(const struct eng__strtab *t, const char *s, size_t n, uint64_t h);
+
+/* Token id of the exact text s[0..n), or -1. */
+int32_t eng__vocab_find(const eng_vocab_t *v, const char *s, size_t n);
+/* Rank of the BPE merge (left, right), or -1. key: scratch of v->max_merge_len bytes. */
+int32_t eng__vocab_merge_rank(const eng_vocab_t *v, const char *l, size_t ln, const char *r,
+                              size_t rn, char *key);
+
+/* Encoders: append the ids of one raw-text fragment (special tokens already split off).
+ * 0, ERR_NOMEM, ERR_TOOLARGE (ids->limit reached), or ERR_UNSUPPORTED when the text
+ * needs a byte/unknown token that the vocabulary lacks. */
+int eng__tok_spm_encode(const eng_vocab_t *v, const char *text, size_t len, bool space_prefix,
+                        struct eng__ids *out);
+#if ORTHOD_HAVE_UTF8PROC
+int eng__tok_bpe_encode(const eng_vocab_t *v, const char *text, size_t len,
+                        struct eng__ids *out);
+/* The words the pre-tokenizer splits text into, as byte offsets where each one ends
+ * (exact for valid UTF-8). ERR_TOOLARGE when there are more than cap (*n_words says how
+ * many). For tests. */
+int eng__tok_bpe_split(enum eng__bpe_pre pre, const char *text, size_t len, size_t *ends,
+                       size_t cap, size_t *n_words);
+int eng__tok_wpm_encode(const eng_vocab_t *v, const char *text, size_t len,
+                        struct eng__ids *out);
+#endif
+
+#endif
