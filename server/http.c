@@ -1,0 +1,745 @@
+/* server/http.c: libmicrohttpd in external-event (epoll) mode on the libuv loop, per-
+ * connection deadlines, body reading under a limit, the generic body checks, and replies.
+ * Every MHD callback runs inside MHD_run(), which only this file calls, from the loop. */
+#include "http.h"
+
+#include "../proto/body.h"
+#include "../proto/status.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MHD_LOG_BURST 20            /* MHD messages logged per second at most */
+#define BODY_INITIAL_CAP 4096
+#define HTTP_REFUSE_HEADROOM 64     /* accepted-to-be-refused connections at once */
+
+/* One client connection (MHD socket context). */
+struct http_conn {
+    srv_http_t *h;
+    struct MHD_Connection *c;
+    uv_timer_t deadline;           /* the current request must arrive before it fires */
+    int fd;
+    srv_req_t *req;                /* request whose headers arrived, until completed */
+    bool timed_out;
+    bool refused;                  /* over max-connections: answered 503 and shut down */
+    char peer[64];
+    struct http_conn *prev, *next;
+};
+
+struct srv_http {
+    uv_loop_t *loop;
+    struct MHD_Daemon *mhd;
+    uv_poll_t poll;                /* MHD's epoll fd */
+    uv_timer_t timer;              /* MHD_get_timeout */
+    uv_timer_t defer;              /* runs drain completion outside MHD callbacks */
+    int n_open_handles;            /* closes pending before the struct is freed */
+    bool closing;
+    int port;
+    size_t max_body;
+    uint64_t deadline_ms;
+    unsigned max_conn;
+    struct log_sink log;
+    struct srv_http_hooks hooks;
+    unsigned in_flight, n_conn;
+    struct http_conn *conns;       /* list of open connections */
+    /* request ids */
+    uint32_t id_prefix;
+    uint64_t id_counter;
+    /* draining */
+    bool draining, drain_called;
+    void (*drain_done)(void *);
+    void *drain_arg;
+    /* MHD log rate limit */
+    uint64_t log_window_ms;
+    unsigned log_in_window, log_suppressed;
+    /* refusals over max-connections, logged at most once a second */
+    uint64_t refuse_log_ms;
+    unsigned refused_unlogged;
+};
+
+static void on_timer(uv_timer_t *t);
+
+static void http_rearm(srv_http_t *h)
+{
+    if (!h->mhd || h->closing)
+        return;
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    if (MHD_get_timeout(h->mhd, &ms) == MHD_YES) {
+        if (ms > 3600u * 1000u)
+            ms = 3600u * 1000u;
+        uv_timer_start(&h->timer, on_timer, (uint64_t)ms, 0);
+    } else {
+        uv_timer_stop(&h->timer);
+    }
+}
+
+static void http_run(srv_http_t *h)
+{
+    if (!h->mhd || h->closing)
+        return;
+    MHD_run(h->mhd);
+    http_rearm(h);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    http_run(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    http_run(p->data);
+}
+
+/* Runs MHD on the next loop iteration (after a change MHD must notice). */
+static void http_kick(srv_http_t *h)
+{
+    if (!h->closing)
+        uv_timer_start(&h->timer, on_timer, 0, 0);
+}
+
+/* --- helpers ----------------------------------------------------------------------------- */
+
+static bool sane_request_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= SRV_REQ_ID_MAX ||
+            !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return false;
+    }
+    return n > 0;
+}
+
+/* Strict decimal Content-Length; false for anything else (MHD has already rejected most). */
+static bool parse_content_length(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static void format_peer(struct MHD_Connection *c, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "?");
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    char host[INET6_ADDRSTRLEN], serv[8];
+    if (getnameinfo(sa, len, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        snprintf(buf, cap, "%s:%s", host, serv);
+}
+
+static void req_free(srv_req_t *r)
+{
+    if (!r)
+        return;
+    free(r->body);
+    json_decref(r->json);
+    for (size_t i = 0; i < r->n_headers; i++) {
+        free(r->headers[i][0]);
+        free(r->headers[i][1]);
+    }
+    free(r);
+}
+
+/* --- replies ----------------------------------------------------------------------------- */
+
+const char *srv_http_req_header(const srv_req_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+int srv_http_header(srv_req_t *r, const char *name, const char *value)
+{
+    if (r->n_headers == SRV_REQ_MAX_HEADERS)
+        return ERR_TOOLARGE;
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return ERR_NOMEM;
+    }
+    r->headers[r->n_headers][0] = n;
+    r->headers[r->n_headers][1] = v;
+    r->n_headers++;
+    return 0;
+}
+
+int srv_http_reply(srv_req_t *r, unsigned status, const char *content_type, char *body,
+                   size_t len)
+{
+    srv_http_t *h = r->http;
+    if (r->status) {
+        free(body);
+        return ERR_STATE;
+    }
+    struct MHD_Response *resp =
+        body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(body);
+        return ERR_NOMEM;
+    }
+    bool ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                      content_type ? content_type : "application/json") == MHD_YES &&
+              MHD_add_response_header(resp, "X-Request-Id", r->id) == MHD_YES &&
+              MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES;
+    for (size_t i = 0; ok && i < r->n_headers; i++)
+        ok = MHD_add_response_header(resp, r->headers[i][0], r->headers[i][1]) == MHD_YES;
+    // while draining, and when a body announced by the client will not be read, the
+    // connection cannot be reused
+    const char *cl = srv_http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    bool unread_body = !r->complete &&
+                       ((cl && strcmp(cl, "0") != 0) ||
+                        srv_http_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING));
+    if (ok && (h->draining || unread_body))
+        ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
+    if (!ok || MHD_queue_response(r->conn, status, resp) != MHD_YES) {
+        MHD_destroy_response(resp);
+        return ok ? ERR_IO : ERR_NOMEM;
+    }
+    MHD_destroy_response(resp);
+    r->status = status;
+    r->bytes_out = len;
+    return 0;
+}
+
+int srv_http_reply_json(srv_req_t *r, unsigned status, json_t *obj)
+{
+    char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (!s)
+        return srv_http_reply_error(r, ERR_NOMEM, NULL, NULL);
+    return srv_http_reply(r, status, "application/json", s, strlen(s));
+}
+
+int srv_http_reply_error(srv_req_t *r, int err, const char *param, const char *fmt, ...)
+{
+    char msg[512];
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+    }
+    struct proto_status st;
+    proto_status_for(err, &st);
+    char *body = NULL;
+    size_t len = 0;
+    if (proto_status_error_json(err, fmt ? msg : NULL, param, &body, &len) < 0) {
+        // no memory for the body: still answer, with the status alone
+        proto_status_for(ERR_NOMEM, &st);
+        body = NULL;
+        len = 0;
+    }
+    if (st.retry_after) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%u", st.retry_after);
+        srv_http_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    r->err = err;
+    return srv_http_reply(r, st.http, "application/json", body, len);
+}
+
+/* --- connections ------------------------------------------------------------------------- */
+
+static void on_conn_closed(uv_handle_t *t)
+{
+    free(t->data);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct http_conn *hc = t->data;
+    srv_http_t *h = hc->h;
+    if (hc->timed_out)
+        return;
+    hc->timed_out = true;
+    log_info(&h->log, "msg=\"closing connection: no complete request within conn-timeout\" "
+                      "peer=%s timeout_ms=%llu", hc->peer, (unsigned long long)h->deadline_ms);
+    if (h->hooks.on_conn_timeout)
+        h->hooks.on_conn_timeout(h->hooks.ctx);
+    // shutdown (not close): MHD still owns the descriptor; it sees EOF and closes it itself
+    if (hc->fd >= 0)
+        shutdown(hc->fd, SHUT_RDWR);
+    http_kick(h);
+}
+
+/* Over max-connections: a 503 straight onto the fresh socket, then shutdown; MHD sees EOF
+ * and closes it. MHD's own limit sits above ours (see srv_http_new) so that excess clients
+ * hear "no" instead of waiting unanswered in the listen backlog. */
+static void refuse_connection(srv_http_t *h, struct http_conn *hc)
+{
+    static const char body[] =
+        "{\"error\":{\"message\":\"too many connections (max-connections); retry later\","
+        "\"type\":\"server_error\",\"param\":null,\"code\":\"server_busy\"}}";
+    char resp[512];
+    int n = snprintf(resp, sizeof resp, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+                     "application/json\r\nRetry-After: 1\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n%s", sizeof body - 1, body);
+    hc->refused = true;
+    uv_timer_stop(&hc->deadline);
+    if (hc->fd >= 0) {
+        // a fresh socket's send buffer is empty: this small write completes or fails at once
+        ssize_t w = send(hc->fd, resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;
+        shutdown(hc->fd, SHUT_RDWR);
+    }
+    if (h->hooks.on_conn_refused)
+        h->hooks.on_conn_refused(h->hooks.ctx);
+    h->refused_unlogged++;
+    uint64_t now = uv_now(h->loop);
+    if (now - h->refuse_log_ms >= 1000) {
+        log_warn(&h->log, "msg=\"refusing connections: max-connections reached\" max=%u "
+                          "refused=%u peer=%s", h->max_conn, h->refused_unlogged, hc->peer);
+        h->refuse_log_ms = now;
+        h->refused_unlogged = 0;
+    }
+    http_kick(h);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    srv_http_t *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        h->n_conn++;
+        if (h->hooks.on_connections)
+            h->hooks.on_connections(h->hooks.ctx, 1);
+        struct http_conn *hc = calloc(1, sizeof *hc);
+        if (!hc) {
+            // no deadline for this one; MHD's own inactivity timeout still applies
+            *socket_context = NULL;
+            return;
+        }
+        hc->h = h;
+        hc->c = c;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        hc->fd = ci ? ci->connect_fd : -1;
+        format_peer(c, hc->peer, sizeof hc->peer);
+        uv_timer_init(h->loop, &hc->deadline);
+        hc->deadline.data = hc;
+        uv_timer_start(&hc->deadline, on_deadline, h->deadline_ms, 0);
+        hc->next = h->conns;
+        if (h->conns)
+            h->conns->prev = hc;
+        h->conns = hc;
+        *socket_context = hc;
+        if (h->n_conn > h->max_conn)
+            refuse_connection(h, hc);
+        return;
+    }
+    // MHD_CONNECTION_NOTIFY_CLOSED
+    h->n_conn--;
+    if (h->hooks.on_connections)
+        h->hooks.on_connections(h->hooks.ctx, -1);
+    struct http_conn *hc = *socket_context;
+    if (!hc)
+        return;
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else
+        h->conns = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    uv_timer_stop(&hc->deadline);
+    uv_close((uv_handle_t *)&hc->deadline, on_conn_closed);
+    *socket_context = NULL;
+}
+
+/* --- requests ---------------------------------------------------------------------------- */
+
+static void on_defer(uv_timer_t *t)
+{
+    srv_http_t *h = t->data;
+    if (h->draining && !h->drain_called && h->in_flight == 0) {
+        h->drain_called = true;
+        if (h->drain_done)
+            h->drain_done(h->drain_arg);
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    srv_http_t *h = cls;
+    srv_req_t *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    r->aborted = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK || r->status == 0;
+    h->hooks.on_done(h->hooks.ctx, r);
+    struct http_conn *hc = r->hconn;
+    if (hc) {
+        hc->req = NULL;
+        // the next request on this keep-alive connection gets a fresh deadline
+        if (!hc->timed_out)
+            uv_timer_start(&hc->deadline, on_deadline, h->deadline_ms, 0);
+    }
+    h->in_flight--;
+    req_free(r);
+    if (h->draining && h->in_flight == 0 && !h->closing)
+        uv_timer_start(&h->defer, on_defer, 0, 0);
+}
+
+static srv_req_t *req_new(srv_http_t *h, struct MHD_Connection *c, const char *url,
+                          const char *method)
+{
+    srv_req_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->http = h;
+    r->conn = c;
+    r->method = method;
+    r->path = url;
+    r->route_rc = ERR_NOTFOUND;    // until on_head routes it
+    r->t_start_ns = uv_hrtime();
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct http_conn *hc = ci ? ci->socket_context : NULL;
+    r->hconn = hc;
+    if (hc) {
+        hc->req = r;
+        snprintf(r->peer, sizeof r->peer, "%s", hc->peer);
+    } else {
+        format_peer(c, r->peer, sizeof r->peer);
+    }
+    const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && sane_request_id(rid))
+        snprintf(r->id, sizeof r->id, "%s", rid);
+    else
+        snprintf(r->id, sizeof r->id, "%08x%08llx", h->id_prefix,
+                 (unsigned long long)++h->id_counter);
+    return r;
+}
+
+static void body_rejected(srv_http_t *h, const char *reason)
+{
+    if (h->hooks.on_body_rejected)
+        h->hooks.on_body_rejected(h->hooks.ctx, reason);
+}
+
+/* Appends a chunk; false when the total passes the limit. */
+static int body_append(srv_http_t *h, srv_req_t *r, const char *data, size_t n)
+{
+    r->bytes_in += n;
+    if (r->bytes_in > h->max_body)
+        return ERR_TOOLARGE;
+    if (r->body_len + n + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : BODY_INITIAL_CAP;
+        while (cap < r->body_len + n + 1)
+            cap *= 2;
+        if (cap > h->max_body + 1)
+            cap = h->max_body + 1;
+        char *nb = realloc(r->body, cap);
+        if (!nb)
+            return ERR_NOMEM;
+        r->body = nb;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+    return 0;
+}
+
+static enum MHD_Result on_first_call(srv_http_t *h, srv_req_t *r)
+{
+    if (h->draining) {
+        srv_http_reply_error(r, ERR_STATE, NULL, "the server is shutting down; retry on "
+                                                 "another instance");
+        return MHD_YES;
+    }
+    const char *cl = srv_http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t len = 0;
+    if (cl && !parse_content_length(cl, &len)) {
+        body_rejected(h, "bad_length");
+        srv_http_reply_error(r, ERR_PROTO, NULL, "Content-Length is not a number");
+        return MHD_YES;
+    }
+    if (cl && len > h->max_body) {
+        // refuse before reading a byte of it (no 100 Continue is sent)
+        body_rejected(h, "too_large");
+        log_info(&h->log, "msg=\"body refused\" id=%s peer=%s content_length=%llu max=%zu", r->id,
+                 r->peer, (unsigned long long)len, h->max_body);
+        srv_http_reply_error(r, ERR_TOOLARGE, NULL,
+                             "request body is %llu bytes; the limit is %zu (max-body-bytes)",
+                             (unsigned long long)len, h->max_body);
+        return MHD_YES;
+    }
+    h->hooks.on_head(h->hooks.ctx, r);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_last_call(srv_http_t *h, srv_req_t *r)
+{
+    struct http_conn *hc = r->hconn;
+    r->complete = true;
+    if (hc)
+        uv_timer_stop(&hc->deadline);    // it arrived in time; the reply is ours to make
+    if (r->body_len > 0 && !r->body_raw) {
+        const char *ct = srv_http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (!proto_body_is_json_type(ct)) {
+            body_rejected(h, "content_type");
+            srv_http_reply_error(r, ERR_PROTO, NULL,
+                                 "Content-Type must be application/json (got %.64s)",
+                                 ct ? ct : "none");
+            return MHD_YES;
+        }
+        const char *why = NULL;
+        int rc = proto_body_parse_json(r->body, r->body_len, &r->json, &why);
+        if (rc < 0) {
+            body_rejected(h, "json");
+            srv_http_reply_error(r, rc, NULL, "%s", why ? why : err_str(rc));
+            return MHD_YES;
+        }
+    }
+    h->hooks.on_request(h->hooks.ctx, r);
+    if (!r->status)
+        srv_http_reply_error(r, ERR_INTERNAL, NULL, "the handler did not answer");
+    return MHD_YES;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    (void)version;
+    srv_http_t *h = cls;
+    srv_req_t *r = *con_cls;
+    if (!r) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        const struct http_conn *hc = ci ? ci->socket_context : NULL;
+        if (hc && hc->refused)
+            return MHD_NO;    // already answered 503 on the socket
+        r = req_new(h, c, url, method);
+        if (!r)
+            return MHD_NO;    // out of memory: drop the connection
+        *con_cls = r;
+        h->in_flight++;
+        return on_first_call(h, r);
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->status)
+            return MHD_YES;    // already answered; MHD is discarding the rest
+        int rc = body_append(h, r, upload_data, n);
+        if (rc == ERR_TOOLARGE) {
+            body_rejected(h, "too_large");
+            log_info(&h->log, "msg=\"body refused\" id=%s peer=%s received=%llu max=%zu", r->id,
+                     r->peer, (unsigned long long)r->bytes_in, h->max_body);
+            // stop reading now: answer 413 if MHD can still take a reply, else drop
+            if (srv_http_reply_error(r, ERR_TOOLARGE, NULL,
+                                     "request body passed %zu bytes (max-body-bytes)",
+                                     h->max_body) < 0)
+                return MHD_NO;
+            return MHD_YES;
+        }
+        if (rc < 0)
+            return MHD_NO;
+        return MHD_YES;
+    }
+    if (r->status)
+        return MHD_YES;
+    return on_last_call(h, r);
+}
+
+/* --- MHD's own messages ---------------------------------------------------------------- */
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    srv_http_t *h = cls;
+    uint64_t now = uv_now(h->loop);
+    if (now - h->log_window_ms >= 1000) {
+        if (h->log_suppressed)
+            log_warn(&h->log, "msg=\"libmicrohttpd messages suppressed\" count=%u",
+                     h->log_suppressed);
+        h->log_window_ms = now;
+        h->log_in_window = 0;
+        h->log_suppressed = 0;
+    }
+    if (++h->log_in_window > MHD_LOG_BURST) {
+        h->log_suppressed++;
+        return;
+    }
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    for (char *p = buf; *p; p++)
+        if (*p == '"')
+            *p = '\'';
+    log_warn(&h->log, "msg=\"libmicrohttpd: %s\"", buf);
+}
+
+/* --- lifetime ---------------------------------------------------------------------------- */
+
+static int resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
+                   struct errbuf *eb)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char ps[8];
+    snprintf(ps, sizeof ps, "%d", port);
+    int g = getaddrinfo(host, ps, &hints, &res);
+    if (g != 0 || !res)
+        return err_set(eb, ERR_INVAL, "--host '%s': cannot resolve: %s (use an address such as "
+                                      "127.0.0.1 or ::1)", host, gai_strerror(g));
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void on_handle_closed(uv_handle_t *hd)
+{
+    srv_http_t *h = hd->data;
+    if (--h->n_open_handles == 0)
+        free(h);
+}
+
+int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **out,
+                 struct errbuf *eb)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen = 0;
+    int rc = resolve(p->host, p->port, &ss, &sslen, eb);
+    if (rc < 0)
+        return rc;
+    srv_http_t *h = calloc(1, sizeof *h);
+    if (!h)
+        return ERR_NOMEM;
+    h->loop = loop;
+    h->max_body = p->max_body_bytes;
+    h->deadline_ms = (uint64_t)ceil(p->conn_timeout * 1000.0);
+    h->max_conn = (unsigned)p->max_connections;
+    h->log = p->log;
+    h->hooks = p->hooks;
+    if (getrandom(&h->id_prefix, sizeof h->id_prefix, GRND_NONBLOCK) != sizeof h->id_prefix)
+        h->id_prefix = (uint32_t)uv_hrtime() ^ (uint32_t)getpid();
+    h->log_window_ms = uv_now(loop);
+
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    unsigned mhd_timeout = (unsigned)ceil(p->conn_timeout);
+    h->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, h,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,    // first, so it sees every message
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        // headroom above ours: connections past max-connections are accepted to be refused
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->max_connections + HTTP_REFUSE_HEADROOM,
+        // MHD's inactivity timeout backs up our deadline while the reply is being sent
+        MHD_OPTION_CONNECTION_TIMEOUT, mhd_timeout ? mhd_timeout : 1u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_END);
+    if (!h->mhd) {
+        int e = errno;
+        char addr[INET6_ADDRSTRLEN] = "?";
+        if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof addr);
+        else
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof addr);
+        free(h);
+        return err_set(eb, ERR_IO, "cannot listen on %s port %d: %s (is another server using "
+                                   "the port? pick another with --port)", addr, p->port,
+                       e ? strerror(e) : "libmicrohttpd refused to start");
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = di ? di->port : p->port;
+    di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!di || di->epoll_fd < 0 || uv_poll_init(loop, &h->poll, di->epoll_fd) < 0) {
+        MHD_stop_daemon(h->mhd);
+        free(h);
+        return err_set(eb, ERR_INTERNAL, "libmicrohttpd gave no epoll descriptor");
+    }
+    h->poll.data = h;
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    uv_timer_init(loop, &h->defer);
+    h->defer.data = h;
+    h->n_open_handles = 3;
+    uv_poll_start(&h->poll, UV_READABLE, on_poll);
+    http_rearm(h);
+    *out = h;
+    return 0;
+}
+
+void srv_http_free(srv_http_t *h)
+{
+    if (!h || h->closing)
+        return;
+    h->closing = true;
+    // stop polling before MHD closes the epoll descriptor under the poll handle
+    uv_close((uv_handle_t *)&h->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&h->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&h->defer, on_handle_closed);
+    struct MHD_Daemon *d = h->mhd;
+    h->mhd = NULL;
+    // in-flight requests complete (aborted) inside this call; connection timers close
+    MHD_stop_daemon(d);
+}
+
+int srv_http_port(const srv_http_t *h)
+{
+    return h->port;
+}
+
+unsigned srv_http_in_flight(const srv_http_t *h)
+{
+    return h->in_flight;
+}
+
+unsigned srv_http_connections(const srv_http_t *h)
+{
+    return h->n_conn;
+}
+
+void srv_http_drain(srv_http_t *h, void (*done)(void *arg), void *arg)
+{
+    if (h->draining || h->closing)
+        return;
+    h->draining = true;
+    h->drain_done = done;
+    h->drain_arg = arg;
+    MHD_socket lfd = MHD_quiesce_daemon(h->mhd);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);    // external-event mode: no MHD thread can still be using it
+    log_info(&h->log, "msg=\"draining: listening socket closed\" in_flight=%u connections=%u",
+             h->in_flight, h->n_conn);
+    uv_timer_start(&h->defer, on_defer, 0, 0);
+    http_kick(h);
+}

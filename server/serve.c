@@ -1,0 +1,78 @@
+/* server/serve.c: `orthod serve`: configuration in, exit status out. Everything else is in
+ * server.c (struct srv). */
+#include "cmd.h"
+
+#include "config.h"
+#include "server.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static void serve_usage(FILE *f)
+{
+    size_t n;
+    const struct opt_def *defs = srv_config_defs(&n);
+    fprintf(f, "usage: orthod serve --model PATH [--host 127.0.0.1] [--port 8080] [--config FILE] "
+               "[flags]\n"
+               "Serves the model over an OpenAI-compatible HTTP API. SIGTERM/SIGINT drain and "
+               "exit 0; SIGHUP reloads the API keys.\n\n");
+    opt_print_help(f, defs, n);
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            serve_usage(stdout);
+            return 0;
+        }
+    }
+    struct srv_config cfg;
+    struct errbuf eb = {{0}};
+    int rc = srv_config_from_args(&cfg, argc, argv, &eb);
+    if (rc < 0) {
+        fprintf(stderr, "orthod serve: %s\n", eb.msg[0] ? eb.msg : err_str(rc));
+        return 2;
+    }
+    if (!cfg.model) {
+        fprintf(stderr, "orthod serve: --model is required (a GGUF file, e.g. "
+                        "../shared/models/stories260K.gguf)\n");
+        srv_config_free(&cfg);
+        return 2;
+    }
+    struct log_sink log = {NULL, NULL, LOG_INFO};
+    enum log_level lvl;
+    if (log_level_parse(cfg.log_level, &lvl) == 0)
+        log.min = lvl;
+    // a client that disconnects mid-write must not kill the daemon
+    signal(SIGPIPE, SIG_IGN);
+    struct srv *s = NULL;
+    rc = srv_new(&cfg, &log, &s, &eb);
+    if (rc < 0) {
+        log_error(&log, "msg=\"cannot start\" error=%s detail=\"%s\"", err_name(rc),
+                  eb.msg[0] ? eb.msg : err_str(rc));
+        srv_config_free(&cfg);
+        return 1;
+    }
+    int status = srv_run(s);
+    // the drain is over: a late SIGTERM/SIGINT (systemd, a second Ctrl-C) must not turn a
+    // clean exit into death by signal once srv_free removes the handlers
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    srv_free(s);
+    // srv_free put the default actions back; other threads (libuv's pool) must not die of them
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    log_info(&log, "msg=exit status=%d", status);
+    srv_config_free(&cfg);
+    return status;
+}

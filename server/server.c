@@ -1,0 +1,534 @@
+/* server/server.c: the daemon's composition root: route table, the hooks http.c calls
+ * (routing, auth, metrics, access log), model loading on its own thread, signals (drain on
+ * SIGTERM/SIGINT, key reload on SIGHUP), the systemd watchdog, and the stop order. */
+#include "server.h"
+
+#include "backend_select.h"
+#include "handle.h"
+#include "notify.h"
+#include "orthod_config.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* --- routes ------------------------------------------------------------------------------ */
+
+static const struct srv_route routes[] = {
+    {"/health", SRV_GET, SRV_ROLE_NONE, srv_handle_health},
+    {"/ready", SRV_GET, SRV_ROLE_NONE, srv_handle_ready},
+    {"/metrics", SRV_GET, SRV_ROLE_NONE, srv_handle_metrics},
+    {"/v1/models", SRV_GET, SRV_ROLE_INFERENCE, srv_handle_models},
+    {"/v1/models/{model}", SRV_GET, SRV_ROLE_INFERENCE, srv_handle_model},
+};
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+static double wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Every /v1 path needs a key when keys are configured, matched or not, so unauthenticated
+ * clients cannot map the API. */
+static bool path_needs_key(const char *path)
+{
+    return strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/');
+}
+
+/* A log-safe copy: printable ASCII kept, quote/backslash/other bytes as \xNN, truncated. */
+static void log_quote(char *dst, size_t cap, const char *src)
+{
+    size_t j = 0;
+    const unsigned char *p = (const unsigned char *)src;
+    for (; *p && j + 5 < cap; p++) {
+        if (*p >= 0x20 && *p < 0x7F && *p != '"' && *p != '\\')
+            dst[j++] = (char)*p;
+        else
+            j += (size_t)snprintf(dst + j, cap - j, "\\x%02x", *p);
+    }
+    if (*p && j >= 3)    // truncated: say so
+        memcpy(dst + j - 3, "...", 3);
+    dst[j] = '\0';
+}
+
+static const char *method_label(const char *m)
+{
+    static const char *known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (m && strcmp(m, known[i]) == 0)
+            return known[i];
+    return "other";
+}
+
+/* --- http hooks -------------------------------------------------------------------------- */
+
+static void on_head(void *ctx, srv_req_t *r)
+{
+    struct srv *s = ctx;
+    r->route_rc = srv_router_match(routes, N_ROUTES, r->method, r->path, &r->match, r->allow,
+                                   sizeof r->allow);
+    if (!s->auth || !path_needs_key(r->path))
+        return;
+    enum srv_auth_role have = SRV_ROLE_NONE;
+    if (srv_auth_check(s->auth, srv_http_req_header(r, "Authorization"), &have) < 0) {
+        srv_metrics_add(s->metrics, SRV_METRIC_AUTH_FAILURES,
+                        (const char *const[]){"missing_or_invalid"}, 1);
+        srv_http_header(r, "WWW-Authenticate", "Bearer");
+        srv_http_reply_error(r, ERR_AUTH, NULL, "missing or invalid API key; send "
+                                                "`Authorization: Bearer KEY`");
+        return;
+    }
+    r->role = (int)have;
+    enum srv_auth_role need = r->route_rc == 0 ? r->match.route->role : SRV_ROLE_INFERENCE;
+    if (srv_auth_allow(have, need) < 0) {
+        srv_metrics_add(s->metrics, SRV_METRIC_AUTH_FAILURES, (const char *const[]){"forbidden"}, 1);
+        srv_http_reply_error(r, ERR_FORBIDDEN, NULL, "this API key has role %s; %s needs role %s",
+                             srv_auth_role_name(have), r->match.route->pattern,
+                             srv_auth_role_name(need));
+    }
+}
+
+static void on_request(void *ctx, srv_req_t *r)
+{
+    struct srv *s = ctx;
+    char path[256];
+    switch (r->route_rc) {
+    case 0:
+        r->match.route->fn(s, r);
+        return;
+    case ERR_METHOD:
+        srv_http_header(r, "Allow", r->allow);
+        log_quote(path, sizeof path, r->path);
+        srv_http_reply_error(r, ERR_METHOD, NULL, "%s does not accept %s; allowed: %s", path,
+                             method_label(r->method), r->allow);
+        return;
+    default:
+        log_quote(path, sizeof path, r->path);
+        srv_http_reply_error(r, ERR_NOTFOUND, NULL, "no such endpoint: %s", path);
+        return;
+    }
+}
+
+static bool is_probe(const srv_req_t *r)
+{
+    if (r->route_rc != 0 || !r->match.route)
+        return false;
+    srv_route_fn fn = r->match.route->fn;
+    return fn == srv_handle_health || fn == srv_handle_ready || fn == srv_handle_metrics;
+}
+
+static void on_done(void *ctx, srv_req_t *r)
+{
+    struct srv *s = ctx;
+    double secs = (double)(uv_hrtime() - r->t_start_ns) * 1e-9;
+    const char *route = r->route_rc == 0 && r->match.route ? r->match.route->pattern : "unmatched";
+    char status[16];
+    if (r->aborted && !r->status)
+        snprintf(status, sizeof status, "aborted");
+    else
+        snprintf(status, sizeof status, "%u", r->status);
+    const char *method = method_label(r->method);
+    srv_metrics_add(s->metrics, SRV_METRIC_HTTP_REQUESTS,
+                    (const char *const[]){route, method, status}, 1);
+    srv_metrics_observe(s->metrics, SRV_METRIC_HTTP_DURATION, (const char *const[]){route}, secs);
+    char path[300], meth[40];
+    log_quote(path, sizeof path, r->path ? r->path : "");
+    log_quote(meth, sizeof meth, r->method ? r->method : "");
+    // health checks and scrapes that succeed are routine: debug, so they do not drown the log
+    enum log_level lvl = is_probe(r) && (r->status == 200 || r->status == 503) ? LOG_DEBUG
+                                                                                : LOG_INFO;
+    log_emit(&s->log, lvl, "msg=request id=%s method=\"%s\" path=\"%s\" status=%s ms=%.3f in=%llu "
+                           "out=%zu peer=%s%s%s%s", r->id, meth, path, status, secs * 1e3,
+             (unsigned long long)r->bytes_in, r->bytes_out, r->peer, r->err ? " err=" : "",
+             r->err ? err_name(r->err) : "", r->aborted ? " aborted=true" : "");
+}
+
+static void on_connections(void *ctx, int delta)
+{
+    struct srv *s = ctx;
+    srv_metrics_add(s->metrics, SRV_METRIC_HTTP_CONNECTIONS, NULL, delta);
+}
+
+static void on_conn_timeout(void *ctx)
+{
+    struct srv *s = ctx;
+    srv_metrics_add(s->metrics, SRV_METRIC_HTTP_CONN_CLOSED_SLOW, NULL, 1);
+}
+
+static void on_conn_refused(void *ctx)
+{
+    struct srv *s = ctx;
+    srv_metrics_add(s->metrics, SRV_METRIC_HTTP_CONN_REFUSED, NULL, 1);
+}
+
+static void on_body_rejected(void *ctx, const char *reason)
+{
+    struct srv *s = ctx;
+    srv_metrics_add(s->metrics, SRV_METRIC_HTTP_BODY_REJECTED, (const char *const[]){reason}, 1);
+}
+
+/* --- model loading (its own thread) -------------------------------------------------------- */
+
+static void load_main(void *arg)
+{
+    struct srv *s = arg;
+    // signals belong to the loop thread; the backend's worker threads inherit this mask
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    double t0 = mono_seconds();
+    eng_backend_t *be = NULL;
+    eng_model_t *m = NULL;
+    int rc = backend_select_new(s->cfg->device, s->cfg->threads, &s->log, &be, &s->load_eb);
+    if (rc == 0) {
+        struct eng_model_params mp = {.be = be, .log = s->log, .vocab_only = false};
+        rc = eng_model_load(s->cfg->model, &mp, &m, &s->load_eb);
+        if (rc < 0) {
+            eng_backend_free(be);
+            be = NULL;
+        }
+    }
+    s->be = be;
+    s->model = m;
+    s->load_rc = rc;
+    s->load_seconds = mono_seconds() - t0;
+    uv_async_send(&s->loaded);
+}
+
+static void srv_stop(struct srv *s);
+
+static void on_loaded(uv_async_t *a)
+{
+    struct srv *s = a->data;
+    uv_thread_join(&s->load_thread);
+    s->load_running = false;
+    if (s->stopping) {
+        uv_close((uv_handle_t *)&s->loaded, NULL);
+        return;
+    }
+    if (s->load_rc < 0) {
+        log_error(&s->log, "msg=\"model load failed; exiting\" model=\"%s\" error=%s detail=\"%s\"",
+                  s->cfg->model, err_name(s->load_rc),
+                  s->load_eb.msg[0] ? s->load_eb.msg : err_str(s->load_rc));
+        srv_notify_send("STATUS=model load failed");
+        s->exit_code = 1;
+        srv_stop(s);
+        return;
+    }
+    eng_model_info(s->model, &s->info);
+    const char *id = s->cfg->model_alias ? s->cfg->model_alias : s->info.name;
+    snprintf(s->model_id, sizeof s->model_id, "%s", id[0] ? id : "model");
+    s->loaded_at = (int64_t)wall_seconds();
+    s->ready = true;
+    srv_metrics_set(s->metrics, SRV_METRIC_MODEL_READY, NULL, 1);
+    srv_metrics_set(s->metrics, SRV_METRIC_MODEL_LOAD_SECONDS, NULL, s->load_seconds);
+    char mid[300];
+    log_quote(mid, sizeof mid, s->model_id);
+    log_info(&s->log, "msg=\"model loaded; ready\" id=\"%s\" arch=%s dtype=%s params=%lld "
+                      "layers=%d embd=%d vocab=%d ctx_train=%d weight_mib=%.1f device=%s "
+                      "load_s=%.3f", mid, s->info.arch, s->info.dtype,
+             (long long)s->info.n_params, s->info.n_layer, s->info.n_embd, s->info.n_vocab,
+             s->info.n_ctx_train, (double)s->info.weight_bytes / 1048576.0,
+             eng_backend_name(s->be), s->load_seconds);
+    char st[400];
+    snprintf(st, sizeof st, "READY=1\nSTATUS=serving %s on port %d", mid, srv_http_port(s->http));
+    srv_notify_send(st);
+}
+
+/* --- signals, watchdog, drain, stop ------------------------------------------------------- */
+
+static void on_closed_noop(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void srv_stop(struct srv *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    srv_http_free(s->http);
+    s->http = NULL;
+    // signal handlers stay installed until srv_free, so a signal during teardown is
+    // handled (ignored) instead of killing the process; unref'd, they do not keep it alive
+    uv_unref((uv_handle_t *)&s->sig_term);
+    uv_unref((uv_handle_t *)&s->sig_int);
+    uv_unref((uv_handle_t *)&s->sig_hup);
+    uv_close((uv_handle_t *)&s->watchdog, on_closed_noop);
+    uv_close((uv_handle_t *)&s->drain_deadline, on_closed_noop);
+    // the load thread may still send: keep its async open until on_loaded has joined it
+    if (!s->load_running)
+        uv_close((uv_handle_t *)&s->loaded, on_closed_noop);
+    else
+        log_info(&s->log, "msg=\"waiting for the model load to finish before exiting\"");
+}
+
+static void on_drained(void *arg)
+{
+    struct srv *s = arg;
+    log_info(&s->log, "msg=\"drained; exiting\"");
+    srv_stop(s);
+}
+
+static void on_drain_deadline(uv_timer_t *t)
+{
+    struct srv *s = t->data;
+    log_warn(&s->log, "msg=\"shutdown-timeout passed; closing requests still in flight\" "
+                      "in_flight=%u timeout_s=%g", s->http ? srv_http_in_flight(s->http) : 0u,
+             s->cfg->shutdown_timeout);
+    srv_stop(s);
+}
+
+void srv_drain(struct srv *s)
+{
+    if (s->stopping)
+        return;
+    if (s->draining) {
+        log_warn(&s->log, "msg=\"second stop signal: stopping now\"");
+        srv_stop(s);
+        return;
+    }
+    s->draining = true;
+    srv_notify_send("STOPPING=1");
+    log_info(&s->log, "msg=\"draining\" in_flight=%u shutdown_timeout_s=%g",
+             srv_http_in_flight(s->http), s->cfg->shutdown_timeout);
+    uv_timer_start(&s->drain_deadline, on_drain_deadline,
+                   (uint64_t)ceil(s->cfg->shutdown_timeout * 1000.0), 0);
+    srv_http_drain(s->http, on_drained, s);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    struct srv *s = h->data;
+    log_info(&s->log, "msg=\"signal received\" signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    srv_drain(s);
+}
+
+struct key_reload {
+    uv_work_t work;
+    struct srv *s;
+    srv_auth_t *auth;
+    int rc;
+    struct errbuf eb;
+};
+
+static void reload_work(uv_work_t *w)
+{
+    struct key_reload *k = w->data;
+    k->rc = srv_auth_load(k->s->cfg->api_key_file, &k->auth, &k->eb);
+}
+
+static void reload_done(uv_work_t *w, int status)
+{
+    struct key_reload *k = w->data;
+    struct srv *s = k->s;
+    s->auth_reloading = false;
+    if (status == 0 && k->rc == 0) {
+        srv_auth_free(s->auth);
+        s->auth = k->auth;
+        log_info(&s->log, "msg=\"API keys reloaded\" file=\"%s\" keys=%zu", s->cfg->api_key_file,
+                 srv_auth_count(s->auth));
+    } else {
+        log_error(&s->log, "msg=\"API key reload failed; keeping the previous keys\" detail=\"%s\"",
+                  k->eb.msg[0] ? k->eb.msg : err_str(k->rc < 0 ? k->rc : ERR_CANCELLED));
+    }
+    free(k);
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    struct srv *s = h->data;
+    if (s->stopping)
+        return;
+    if (!s->cfg->api_key_file) {
+        log_info(&s->log, "msg=\"SIGHUP: no api-key-file configured; nothing to reload\"");
+        return;
+    }
+    if (s->auth_reloading) {
+        log_info(&s->log, "msg=\"SIGHUP: a key reload is already running\"");
+        return;
+    }
+    struct key_reload *k = calloc(1, sizeof *k);
+    if (!k) {
+        log_error(&s->log, "msg=\"SIGHUP: out of memory; keys not reloaded\"");
+        return;
+    }
+    k->s = s;
+    k->work.data = k;
+    // the file is read on the libuv thread pool: the loop never waits on the disk
+    if (uv_queue_work(&s->loop, &k->work, reload_work, reload_done) < 0) {
+        free(k);
+        log_error(&s->log, "msg=\"SIGHUP: cannot queue the key reload\"");
+        return;
+    }
+    s->auth_reloading = true;
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    // firing at all means the loop is turning; that is what the watchdog guards
+    (void)t;
+    srv_notify_send("WATCHDOG=1");
+}
+
+/* --- lifetime ------------------------------------------------------------------------------ */
+
+static bool host_is_loopback(const char *host)
+{
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
+int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv **out,
+            struct errbuf *eb)
+{
+    if (!cfg->model)
+        return err_set(eb, ERR_INVAL, "--model is required (a GGUF file)");
+    struct srv *s = calloc(1, sizeof *s);
+    if (!s)
+        return ERR_NOMEM;
+    s->cfg = cfg;
+    s->log = *log;
+    int rc = uv_loop_init(&s->loop);
+    if (rc < 0) {
+        free(s);
+        return err_set(eb, ERR_IO, "cannot create the event loop: %s", uv_strerror(rc));
+    }
+    if ((rc = srv_metrics_new(&s->metrics)) < 0)
+        goto fail;
+    srv_metrics_set(s->metrics, SRV_METRIC_BUILD_INFO,
+                    (const char *const[]){ORTHOD_VERSION, ORTHOD_GIT_REV,
+                                          ORTHOD_HAVE_CUDA ? "yes" : "no"}, 1);
+    srv_metrics_set(s->metrics, SRV_METRIC_START_TIME, NULL, floor(wall_seconds()));
+    if (cfg->api_key_file) {
+        if ((rc = srv_auth_load(cfg->api_key_file, &s->auth, eb)) < 0)
+            goto fail;
+        log_info(&s->log, "msg=\"API keys loaded\" file=\"%s\" keys=%zu", cfg->api_key_file,
+                 srv_auth_count(s->auth));
+    } else if (!host_is_loopback(cfg->host)) {
+        log_warn(&s->log, "msg=\"listening on a non-loopback address without API keys: anyone "
+                          "who can reach it can use the API; set api-key-file\" host=%s",
+                 cfg->host);
+    }
+    struct srv_http_params hp = {
+        .host = cfg->host,
+        .port = cfg->port,
+        .max_body_bytes = cfg->max_body_bytes,
+        .conn_timeout = cfg->conn_timeout,
+        .max_connections = cfg->max_connections,
+        .log = s->log,
+        .hooks = {.ctx = s,
+                  .on_head = on_head,
+                  .on_request = on_request,
+                  .on_done = on_done,
+                  .on_connections = on_connections,
+                  .on_conn_timeout = on_conn_timeout,
+                  .on_conn_refused = on_conn_refused,
+                  .on_body_rejected = on_body_rejected},
+    };
+    if ((rc = srv_http_new(&s->loop, &hp, &s->http, eb)) < 0)
+        goto fail;
+    uv_signal_init(&s->loop, &s->sig_term);
+    uv_signal_init(&s->loop, &s->sig_int);
+    uv_signal_init(&s->loop, &s->sig_hup);
+    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
+    uv_signal_start(&s->sig_term, on_stop_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&s->sig_hup, on_hup, SIGHUP);
+    uv_timer_init(&s->loop, &s->watchdog);
+    uv_timer_init(&s->loop, &s->drain_deadline);
+    s->watchdog.data = s->drain_deadline.data = s;
+    uint64_t wd = srv_notify_watchdog_usec();
+    if (wd > 0) {
+        uint64_t ms = wd / 2000 ? wd / 2000 : 1;
+        uv_timer_start(&s->watchdog, on_watchdog, ms, ms);
+        log_info(&s->log, "msg=\"systemd watchdog on\" keepalive_ms=%llu", (unsigned long long)ms);
+    }
+    uv_async_init(&s->loop, &s->loaded, on_loaded);
+    s->loaded.data = s;
+    log_info(&s->log, "msg=listening host=%s port=%d max_connections=%d conn_timeout_s=%g "
+                      "max_body_bytes=%zu auth=%s", cfg->host, srv_http_port(s->http),
+             cfg->max_connections, cfg->conn_timeout, cfg->max_body_bytes,
+             s->auth ? "on" : "off");
+    log_info(&s->log, "msg=\"loading model\" model=\"%s\" device=%s", cfg->model, cfg->device);
+    srv_notify_send("STATUS=loading model");
+    if (uv_thread_create(&s->load_thread, load_main, s) != 0) {
+        rc = err_set(eb, ERR_NOMEM, "cannot start the model loading thread");
+        srv_stop(s);
+        goto fail;
+    }
+    s->load_running = true;
+    *out = s;
+    return 0;
+fail:
+    srv_http_free(s->http);
+    s->http = NULL;
+    if (s->stopping) {
+        uv_close((uv_handle_t *)&s->sig_term, on_closed_noop);
+        uv_close((uv_handle_t *)&s->sig_int, on_closed_noop);
+        uv_close((uv_handle_t *)&s->sig_hup, on_closed_noop);
+    }
+    uv_run(&s->loop, UV_RUN_DEFAULT);    // lets closed handles finish
+    uv_loop_close(&s->loop);
+    srv_auth_free(s->auth);
+    srv_metrics_free(s->metrics);
+    free(s);
+    return rc;
+}
+
+int srv_run(struct srv *s)
+{
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    return s->exit_code;
+}
+
+void srv_free(struct srv *s)
+{
+    if (!s)
+        return;
+    if (!s->stopping) {
+        srv_stop(s);
+    }
+    // runs the close callbacks, and on_loaded if a load was still in progress
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    // the engine's threads go before the signal handlers do
+    eng_model_free(s->model);
+    eng_backend_free(s->be);
+    uv_close((uv_handle_t *)&s->sig_term, on_closed_noop);
+    uv_close((uv_handle_t *)&s->sig_int, on_closed_noop);
+    uv_close((uv_handle_t *)&s->sig_hup, on_closed_noop);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&s->loop);
+    if (rc != 0)
+        log_error(&s->log, "msg=\"event loop closed with handles still open\" error=\"%s\"",
+                  uv_strerror(rc));
+    srv_auth_free(s->auth);
+    srv_metrics_free(s->metrics);
+    free(s);
+}
