@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char *level_names[] = {"debug", "info", "warn", "error"};
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 const char *log_level_name(enum log_level level)
 {

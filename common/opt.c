@@ -22,7 +22,8 @@ const struct opt_def *opt_find(const struct opt_def *defs, size_t n, const char 
 
 static int parse_bool(const char *v, bool *out)
 {
-    static const char *t[] = {"true", "1", "yes", "on"}, *f[] = {"false", "0", "no", "off"};
+    static const char *const t[] = {"true", "1", "yes", "on"},
+                             *const f[] = {"false", "0", "no", "off"};
     for (int i = 0; i < 4; i++) {
         if (strcasecmp(v, t[i]) == 0) {
             *out = true;
@@ -53,6 +54,8 @@ static int parse_number(const char *v, const char *const *suffix, const double *
         if (i == n_units)
             return ERR_INVAL;
         x *= mult[i];
+        if (!isfinite(x))       // "1e308h": finite number, infinite product
+            return ERR_INVAL;
     }
     *out = x;
     return 0;
@@ -84,10 +87,11 @@ static int check_bounds(const struct opt_def *d, double x, const char *v, struct
 
 static int set_one(const struct opt_def *d, void *target, const char *v, struct errbuf *eb)
 {
-    static const char *size_sfx[] = {"", "b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib"};
+    static const char *const size_sfx[] = {"", "b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb",
+                                           "gib"};
     static const double size_mul[] = {1, 1, 1024, 1024, 1024, 1048576, 1048576, 1048576,
                                       1073741824.0, 1073741824.0, 1073741824.0};
-    static const char *sec_sfx[] = {"", "s", "ms", "m", "min", "h"};
+    static const char *const sec_sfx[] = {"", "s", "ms", "m", "min", "h"};
     static const double sec_mul[] = {1, 1, 0.001, 60, 60, 3600};
     double x;
     switch (d->type) {

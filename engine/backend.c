@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <strings.h>
 
-static const char *kv_format_names[] = {"f32", "f16"};
+static const char *const kv_format_names[] = {"f32", "f16"};
 
 const char *eng_kv_format_name(enum eng_kv_format f)
 {
@@ -229,8 +229,9 @@ int eng_step_begin(eng_backend_t *be, const struct eng_step *st)
             st->pos[t] >= st->seq_len[st->seq[t]] || st->kv_slot[t] < 0)
             return ERR_INVAL;
     }
+    // 64-bit: max_blocks * 2^20 overflows int32 from 2048 blocks (n_ctx 32768 at 16 a block)
     for (int32_t s = 0; s < st->n_seqs; s++)
-        if (st->seq_len[s] < 0 || st->seq_len[s] > st->max_blocks * 1024 * 1024)
+        if (st->seq_len[s] < 0 || (int64_t)st->seq_len[s] > (int64_t)st->max_blocks * 1024 * 1024)
             return ERR_INVAL;
     for (int32_t i = 0; i < st->n_out; i++)
         if (st->out_rows[i] < 0 || st->out_rows[i] >= st->n_tokens ||

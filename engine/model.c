@@ -112,8 +112,10 @@ static int read_hparams(const eng_gguf_t *g, struct eng_hparams *hp, struct errb
                            "and none are)", (int)(slen > 32 ? 32 : slen), stype);
         if ((rc = get_f32_arch(g, a, "rope.scaling.factor", &factor, 1.0f, eb)) < 0)
             return rc;
-        if (!(factor > 0.0f))
-            return err_set(eb, ERR_CORRUPT, "rope.scaling.factor must be > 0");
+        // a denormal factor passes > 0 but its inverse overflows: every logit would be NaN
+        if (!(factor > 0.0f) || !isfinite(1.0f / factor))
+            return err_set(eb, ERR_CORRUPT, "rope.scaling.factor %g must be > 0 with a finite "
+                           "inverse", (double)factor);
     }
     hp->rope_freq_scale = 1.0f / factor;
     if (!(hp->rope_freq_base > 0.0f) || !(hp->rms_eps > 0.0f))
@@ -435,13 +437,17 @@ void eng_model_free(eng_model_t *m)
     if (!m)
         return;
     if (m->prepared && m->be) {
-        int cap = 3 + 9 * m->hp.n_layer;
-        eng_tensor_t **ws = malloc(sizeof *ws * (size_t)cap);
-        if (ws) {
-            int n = all_weights(m, ws, cap);
-            for (int i = 0; i < n; i++)
-                eng_weight_release(m->be, ws[i]);
-            free(ws);
+        // no allocation here: a free that needs memory would leak device weights under OOM
+        eng_weight_release(m->be, &m->tok_embd);
+        eng_weight_release(m->be, &m->output_norm);
+        if (!m->hp.tied_output)
+            eng_weight_release(m->be, &m->output);
+        for (int l = 0; l < m->hp.n_layer; l++) {
+            struct eng_layer *L = &m->layers[l];
+            eng_tensor_t *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
+                                  &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+            for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+                eng_weight_release(m->be, ts[i]);
         }
     }
     for (int i = 0; i < m->n_owned; i++)

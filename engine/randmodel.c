@@ -49,6 +49,10 @@ static int parse_shape(const char *s, struct shape *sh, struct errbuf *eb)
         double v = strtod(eq + 1, &end);
         if (end == eq + 1 || *end || !(v > 0) || v > 1e7)
             return err_set(eb, ERR_INVAL, "random model shape: bad value for '%s'", kv);
+        // sizes are whole numbers >= 1: a fraction would truncate (to 0: a division by zero)
+        if (strcmp(kv, "rope_base") != 0 && v != floor(v))
+            return err_set(eb, ERR_INVAL, "random model shape: '%s' must be a whole number, "
+                           "not %s", kv, eq + 1);
         if (strcmp(kv, "dim") == 0) sh->dim = (int64_t)v;
         else if (strcmp(kv, "layers") == 0) sh->layers = (int64_t)v;
         else if (strcmp(kv, "heads") == 0) sh->heads = (int64_t)v;
@@ -120,6 +124,7 @@ struct fill_job {
     int n_ts;
     int64_t *chunk_start;   /* (n_ts + 1) prefix sums of chunk counts */
     _Atomic int64_t next;
+    _Atomic int64_t done;   /* chunks filled: a worker that fails leaves its chunk out */
     uint64_t seed;
 };
 
@@ -161,6 +166,7 @@ static void *fill_worker(void *arg)
                     row[i] = t->mean;
             eng_row_from_f32(t->dtype, row, (char *)t->data + (size_t)rr * rb, t->ne[0]);
         }
+        atomic_fetch_add(&j->done, 1);
     }
     free(row);
     return NULL;
@@ -249,6 +255,7 @@ int eng_random_model_build(const struct eng_random_model *rm, eng_gguf_t **out,
     }
     struct fill_job job = {.ts = ts, .n_ts = n_ts, .chunk_start = starts, .seed = rm->seed};
     atomic_init(&job.next, 0);
+    atomic_init(&job.done, 0);
     int nth = rm->n_threads > 0 ? rm->n_threads : 1;
     if (nth > 256)
         nth = 256;
@@ -262,8 +269,9 @@ int eng_random_model_build(const struct eng_random_model *rm, eng_gguf_t **out,
     fill_worker(&job);
     for (int i = 1; i <= started; i++)
         pthread_join(th[i], NULL);
-    if (atomic_load(&job.next) < starts[n_ts]) {
-        rc = ERR_NOMEM;
+    // `next` passes the total even when a worker gave up on a chunk it had claimed
+    if (atomic_load(&job.done) != starts[n_ts]) {
+        rc = err_set(eb, ERR_NOMEM, "no memory to generate the random weights");
         goto fail;
     }
     for (int i = 0; i < n_ts; i++) {

@@ -205,6 +205,39 @@ static void select_top(struct cand *c, int32_t n, int32_t k)
     qsort(c, (size_t)k, sizeof *c, cand_cmp);
 }
 
+/* Non-finite logits, which the arithmetic below cannot take (one NaN or +inf turns every
+ * sum into NaN): NaN counts as -inf (never chosen); when some logits are +inf, those tokens
+ * share all the probability; when no logit is above -inf, every token is equally likely.
+ * Returns lg itself when every value is finite, else the cleaned copy in s->work. */
+static const float *sanitize_logits(eng_sampler_t *s, const float *lg)
+{
+    const int32_t V = s->n_vocab;
+    bool bad = false, pinf = false;
+    for (int32_t i = 0; i < V; i++) {
+        if (!isfinite(lg[i])) {
+            bad = true;
+            pinf = pinf || lg[i] == INFINITY;
+        }
+    }
+    if (!bad)
+        return lg;
+    float *w = s->work;               // may be lg itself (penalties): read before write
+    bool any = false;
+    for (int32_t i = 0; i < V; i++) {
+        float x = lg[i];
+        if (pinf)
+            x = x == INFINITY ? 0.0f : -INFINITY;
+        else if (isnan(x))
+            x = -INFINITY;
+        w[i] = x;
+        any = any || x != -INFINITY;
+    }
+    if (!any)
+        for (int32_t i = 0; i < V; i++)
+            w[i] = 0.0f;
+    return w;
+}
+
 int32_t eng_sampler_sample(eng_sampler_t *s, const float *logits, struct eng_logprobs *lp)
 {
     const struct eng_sampler_params *p = &s->p;
@@ -224,6 +257,7 @@ int32_t eng_sampler_sample(eng_sampler_t *s, const float *logits, struct eng_log
         }
         lg = s->work;
     }
+    lg = sanitize_logits(s, lg);
     // the distribution logprobs report: softmax of the penalized logits
     double lse = 0.0;
     float mx = -INFINITY;

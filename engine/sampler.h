@@ -43,7 +43,9 @@ void eng_sampler_free(eng_sampler_t *s);
 /* Records a token in the history the penalties use (prompt tokens and sampled ones). */
 void eng_sampler_accept(eng_sampler_t *s, int32_t token);
 /* Picks the next token from logits (n_vocab floats; not modified). Fills lp when non-NULL
- * and n_logprobs > 0 (lp->token always). Does not accept the token. */
+ * and n_logprobs > 0 (lp->token always). Does not accept the token. Non-finite logits are
+ * safe: NaN counts as -inf, +inf tokens share all the probability, and when no logit is
+ * above -inf every token is equally likely. */
 int32_t eng_sampler_sample(eng_sampler_t *s, const float *logits, struct eng_logprobs *lp);
 
 /* --- stop strings: finds the earliest stop string in generated text, and how much of the

@@ -82,8 +82,10 @@ struct eng_detok {
 };
 void eng_detok_init(struct eng_detok *d, const eng_vocab_t *v);
 /* Appends the text of token id to out (cap bytes), emitting only complete UTF-8
- * sequences; returns bytes written (never more than cap; 64 bytes always suffice for one
- * token plus the carry). An invalid sequence is emitted as U+FFFD. */
+ * sequences; returns bytes written (never more than cap). An invalid sequence is emitted as
+ * U+FFFD. What does not fit is lost: cap = 3 * (n + 3), n the token's piece length from
+ * eng_token_to_piece, always suffices (the carry is at most 3 bytes, and each byte may
+ * become a 3-byte U+FFFD). Pieces can be long: GPT-2 has a 128-byte one. */
 size_t eng_detok_push(const eng_vocab_t *v, struct eng_detok *d, int32_t id, bool special,
                       char *out, size_t cap);
 /* Emits whatever is left (an incomplete tail becomes U+FFFD). */

@@ -58,6 +58,35 @@ static void usage(FILE *f)
     opt_print_help(f, gen_defs, N_DEFS);
 }
 
+/* Bytes eng_detok_push may need for any one token of v: 3 * (longest piece + 3)
+ * (engine/tokenizer.h). Pieces can be long (GPT-2 has a 128-byte one), so a fixed buffer
+ * would silently drop text. 0 when out of memory. */
+static size_t detok_capacity(const eng_vocab_t *v, bool special)
+{
+    size_t cap = 256, longest = 0;
+    char *buf = malloc(cap);
+    for (int32_t id = 0; buf && id < eng_vocab_n_tokens(v); id++) {
+        int n = eng_token_to_piece(v, id, special, buf, cap);
+        while (buf && n >= 0 && (size_t)n == cap && cap < ((size_t)1 << 30)) {
+            char *nb = realloc(buf, cap * 4);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 4;
+            n = eng_token_to_piece(v, id, special, buf, cap);
+        }
+        if (n > 0 && (size_t)n > longest)
+            longest = (size_t)n;
+    }
+    if (!buf)
+        return 0;
+    free(buf);
+    return 3 * (longest + 3);
+}
+
 static int run(struct gen_opts *o)
 {
     eng_backend_t *be = NULL;
@@ -65,7 +94,7 @@ static int run(struct gen_opts *o)
     eng_ctx_t *c = NULL;
     eng_sampler_t *smp = NULL;
     int32_t *toks = NULL;
-    char *text = NULL;
+    char *text = NULL, *piece = NULL;
     int status = 1, rc;
     struct cli_model_spec spec = {.model = o->model, .device = o->device, .threads = o->threads};
     double t0 = cli_now();
@@ -157,7 +186,14 @@ static int run(struct gen_opts *o)
     // generate
     const struct eng_stop stop = {.strs = (const char *const *)&o->stop, .n = o->stop ? 1 : 0};
     size_t text_cap = 4096, text_len = 0, emitted = 0;
-    text = malloc(text_cap);
+    const size_t piece_cap = detok_capacity(voc, o->special);
+    piece = piece_cap ? malloc(piece_cap) : NULL;
+    text = piece ? malloc(text_cap) : NULL;
+    if (!text) {
+        fprintf(stderr, "orthod: out of memory\n");
+        free(seqs);
+        goto out;
+    }
     struct eng_detok dt;
     eng_detok_init(&dt, voc);
     dt.started = true;   // a completion continues the prompt: keep its first leading space
@@ -172,8 +208,7 @@ static int run(struct gen_opts *o)
             break;
         eng_sampler_accept(smp, tok);
         n_gen++;
-        char piece[256];
-        size_t pn = eng_detok_push(voc, &dt, tok, o->special, piece, sizeof piece);
+        size_t pn = eng_detok_push(voc, &dt, tok, o->special, piece, piece_cap);
         if (text_len + pn + 1 > text_cap) {
             char *nt = realloc(text, text_cap * 2 + pn);
             if (!nt)
@@ -229,6 +264,7 @@ static int run(struct gen_opts *o)
                 eng_backend_describe(be));
     status = 0;
 out:
+    free(piece);
     free(text);
     free(toks);
     eng_sampler_free(smp);

@@ -3,6 +3,7 @@
  * SIGTERM/SIGINT, key reload on SIGHUP), the systemd watchdog, and the stop order. */
 #include "server.h"
 
+#include "../proto/text.h"
 #include "backend_select.h"
 #include "handle.h"
 #include "notify.h"
@@ -67,7 +68,7 @@ static void log_quote(char *dst, size_t cap, const char *src)
 
 static const char *method_label(const char *m)
 {
-    static const char *known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (m && strcmp(m, known[i]) == 0)
             return known[i];
@@ -236,6 +237,16 @@ static void on_loaded(uv_async_t *a)
     eng_model_info(s->model, &s->info);
     const char *id = s->cfg->model_alias ? s->cfg->model_alias : s->info.name;
     snprintf(s->model_id, sizeof s->model_id, "%s", id[0] ? id : "model");
+    // the id goes into JSON (/ready, /v1/models) and is matched against URLs, and a model
+    // file's name may hold any bytes: invalid UTF-8 and control characters become '?'
+    // (one byte each, so the length stays), the same id everywhere
+    char *clean = proto_text_sanitize(s->model_id);
+    if (clean) {
+        memcpy(s->model_id, clean, strlen(clean) + 1);
+        free(clean);
+    } else {
+        snprintf(s->model_id, sizeof s->model_id, "model");
+    }
     s->loaded_at = (int64_t)wall_seconds();
     s->ready = true;
     srv_metrics_set(s->metrics, SRV_METRIC_MODEL_READY, NULL, 1);

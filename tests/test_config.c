@@ -318,6 +318,39 @@ static void test_example_file_documents_every_key(void **state)
     srv_config_free(&c);
 }
 
+/* common/opt.c directly, on a table without bounds: a unit suffix may not turn a finite
+ * number into infinity ("1e308h" is 3.6e311 seconds), which a caller converting seconds to
+ * integer milliseconds would hit as undefined behaviour. */
+struct unbounded {
+    double secs, num;
+    size_t bytes;
+};
+
+static void test_opt_values_stay_finite(void **state)
+{
+    (void)state;
+    static const struct opt_def defs[] = {
+        {"secs", OPT_SECONDS, offsetof(struct unbounded, secs), NULL, 1, 0, NULL, 0, "S", ""},
+        {"num", OPT_DOUBLE, offsetof(struct unbounded, num), NULL, 1, 0, NULL, 0, "X", ""},
+        {"bytes", OPT_SIZE, offsetof(struct unbounded, bytes), NULL, 1, 0, NULL, 0, "B", ""},
+    };
+    const size_t n = sizeof defs / sizeof defs[0];
+    struct unbounded u = {0};
+    struct errbuf eb = {{0}};
+    assert_int_equal(opt_set(defs, n, &u, "secs", "1e308h", &eb), ERR_INVAL);
+    assert_int_equal(opt_set(defs, n, &u, "secs", "1e307m", &eb), ERR_INVAL);
+    assert_true(u.secs == 0.0);
+    assert_int_equal(opt_set(defs, n, &u, "secs", "inf", &eb), ERR_INVAL);
+    assert_int_equal(opt_set(defs, n, &u, "secs", "nan", &eb), ERR_INVAL);
+    assert_int_equal(opt_set(defs, n, &u, "secs", "2h", &eb), 0);
+    assert_true(u.secs == 7200.0);
+    assert_int_equal(opt_set(defs, n, &u, "num", "1e308", &eb), 0);
+    assert_int_equal(opt_set(defs, n, &u, "num", "1e309", &eb), ERR_INVAL);
+    assert_int_equal(opt_set(defs, n, &u, "bytes", "1e308G", &eb), ERR_INVAL);
+    assert_int_equal(opt_set(defs, n, &u, "bytes", "2K", &eb), 0);
+    assert_int_equal(u.bytes, 2048);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_devices),
         cmocka_unit_test(test_print_round_trip),
         cmocka_unit_test(test_example_file_documents_every_key),
+        cmocka_unit_test(test_opt_values_stay_finite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -240,6 +240,92 @@ static void test_kv_f16_close_to_f32(void **state)
     eng_ctx_free(c16);
 }
 
+
+/* A context longer than 32768 tokens at 16 per block (2048+ blocks per sequence) runs:
+ * the step check once computed blocks * 2^20 in 32-bit arithmetic, which overflowed (UB)
+ * and refused every step of such a context. */
+static void test_long_context_steps(void **state)
+{
+    struct fx *f = *state;
+    struct eng_ctx_params p;
+    eng_ctx_params_default(&p);
+    p.n_ctx = 1 << 16;          // 4096 blocks of 16
+    p.n_seq_max = 1;
+    p.n_batch = 16;
+    p.kv_block_size = 16;
+    p.kv_format = ENG_KV_F16;
+    eng_ctx_t *c;
+    struct errbuf eb = {{0}};
+    if (eng_ctx_new(f->m, &p, &c, &eb) < 0)
+        fail_msg("ctx: %s", eb.msg);
+    int32_t s, sids[NP];
+    assert_int_equal(eng_ctx_seq_new(c, &s), 0);
+    for (int i = 0; i < NP; i++)
+        sids[i] = s;
+    struct eng_batch b = {.n = NP, .tokens = prompt, .seq_id = sids};
+    assert_int_equal(eng_ctx_decode(c, &b), 0);
+    assert_int_equal(eng_ctx_seq_len(c, s), NP);
+    assert_int_equal(eng_ctx_n_logits(c), 1);
+    eng_ctx_free(c);
+}
+
+/* Random-model shapes take whole positive numbers: a fraction used to truncate to 0 and
+ * divide by zero (dim %% heads) or build a model with no layers. */
+static void test_random_shape_values(void **state)
+{
+    (void)state;
+    const char *bad[] = {"heads=0.5", "kv_heads=0.9", "dim=64,heads=4,kv_heads=2.5",
+                         "layers=0.5", "ffn=96.5", "vocab=300.25", "ctx=0.1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct eng_random_model rm = {.dtype = ENG_DTYPE_F32, .seed = 1, .n_threads = 1};
+        snprintf(rm.shape, sizeof rm.shape, "%s", bad[i]);
+        eng_gguf_t *g = NULL;
+        struct errbuf eb = {{0}};
+        int rc = eng_random_model_build(&rm, &g, &eb);
+        if (rc != ERR_INVAL)
+            fail_msg("shape '%s': rc %d, want ERR_INVAL", bad[i], rc);
+        assert_null(g);
+        assert_true(eb.msg[0] != '\0');
+    }
+    // a fractional rope base is fine
+    struct eng_random_model rm = {.dtype = ENG_DTYPE_F32, .seed = 1, .n_threads = 1};
+    snprintf(rm.shape, sizeof rm.shape, "rope_base=5000.5");
+    eng_gguf_t *g = NULL;
+    struct errbuf eb = {{0}};
+    assert_int_equal(eng_random_model_build(&rm, &g, &eb), 0);
+    eng_gguf_free(g);
+}
+
+
+/* Hyper-parameters that would make every logit NaN are refused at load: a linear RoPE
+ * scaling factor so small that its inverse overflows to +inf (1e-40 is a float denormal). */
+static void test_rope_scale_must_be_finite(void **state)
+{
+    struct fx *f = *state;
+    const float factors[] = {1e-40f, 2.0f};
+    for (int i = 0; i < 2; i++) {
+        struct eng_random_model rm = {.dtype = ENG_DTYPE_F32, .seed = 3, .n_threads = 1};
+        snprintf(rm.shape, sizeof rm.shape, "tiny");
+        eng_gguf_t *g;
+        struct errbuf eb = {{0}};
+        assert_int_equal(eng_random_model_build(&rm, &g, &eb), 0);
+        assert_int_equal(eng_gguf_set_str(g, "llama.rope.scaling.type", "linear", 6), 0);
+        assert_int_equal(eng_gguf_set_f32(g, "llama.rope.scaling.factor", factors[i]), 0);
+        struct eng_model_params mp = {.be = f->be};
+        eng_model_t *m = NULL;
+        int rc = eng_model_from_gguf(g, &mp, &m, &eb);
+        if (i == 0) {
+            assert_int_equal(rc, ERR_CORRUPT);
+            assert_null(m);
+            assert_non_null(strstr(eb.msg, "rope.scaling.factor"));
+        } else {
+            assert_int_equal(rc, 0);
+            assert_true(eng_model_hparams(m)->rope_freq_scale == 0.5f);
+            eng_model_free(m);
+        }
+    }
+}
+
 /* --- sampler --- */
 
 static void test_sampler_greedy_and_seed(void **state)
@@ -344,6 +430,127 @@ static void test_sampler_filters(void **state)
     assert_non_null(why);
 }
 
+
+/* Non-finite logits (a model bug upstream, or a hostile backend) never make the sampler
+ * pick garbage: NaN is never chosen, +inf tokens take all the mass, logprobs stay finite
+ * where they can. Before, one NaN or +inf made every draw return the last token. */
+static void test_sampler_nonfinite(void **state)
+{
+    (void)state;
+    enum { V = 64 };
+    float lg[V];
+    for (int i = 0; i < V; i++)
+        lg[i] = (float)(i % 7) * 0.3f;
+    struct eng_sampler_params p;
+    eng_sampler_params_default(&p);
+    p.temperature = 1.0f;
+    p.seed = 5;
+    p.n_logprobs = 3;
+    // one NaN: never chosen, the draws still spread over the finite tokens
+    lg[10] = NAN;
+    eng_sampler_t *s;
+    assert_int_equal(eng_sampler_new(&p, V, &s), 0);
+    int seen_last = 0, distinct = 0;
+    bool hit[V] = {false};
+    for (int i = 0; i < 400; i++) {
+        struct eng_logprobs lp;
+        int32_t t = eng_sampler_sample(s, lg, &lp);
+        assert_true(t >= 0 && t < V);
+        assert_int_not_equal(t, 10);
+        assert_true(isfinite(lp.logprob));
+        for (int k = 0; k < lp.n_top; k++)
+            assert_true(isfinite(lp.top_logprob[k]));
+        seen_last += t == V - 1;
+        if (!hit[t])
+            distinct++;
+        hit[t] = true;
+    }
+    assert_true(seen_last < 400);
+    assert_true(distinct > 10);
+    eng_sampler_free(s);
+    // the same with top-k and top-p on (the sorted paths)
+    p.top_k = 20;
+    p.top_p = 0.9f;
+    assert_int_equal(eng_sampler_new(&p, V, &s), 0);
+    for (int i = 0; i < 200; i++)
+        assert_int_not_equal(eng_sampler_sample(s, lg, NULL), 10);
+    eng_sampler_free(s);
+    // +inf: that token, every time, greedy or not
+    lg[10] = 0.0f;
+    lg[33] = INFINITY;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    assert_int_equal(eng_sampler_new(&p, V, &s), 0);
+    for (int i = 0; i < 50; i++) {
+        struct eng_logprobs lp;
+        assert_int_equal(eng_sampler_sample(s, lg, &lp), 33);
+        assert_true(lp.logprob == 0.0f);
+    }
+    eng_sampler_free(s);
+    // nothing finite at all: still a valid id, and the same one for the same seed
+    for (int i = 0; i < V; i++)
+        lg[i] = i % 2 ? NAN : -INFINITY;
+    eng_sampler_t *s2;
+    assert_int_equal(eng_sampler_new(&p, V, &s), 0);
+    assert_int_equal(eng_sampler_new(&p, V, &s2), 0);
+    for (int i = 0; i < 50; i++) {
+        int32_t t = eng_sampler_sample(s, lg, NULL);
+        assert_true(t >= 0 && t < V);
+        assert_int_equal(t, eng_sampler_sample(s2, lg, NULL));
+    }
+    eng_sampler_free(s);
+    eng_sampler_free(s2);
+    p.temperature = 0.0f;
+    assert_int_equal(eng_sampler_new(&p, V, &s), 0);
+    lg[3] = NAN;
+    lg[4] = 2.0f;
+    assert_int_equal(eng_sampler_sample(s, lg, NULL), 4);
+    eng_sampler_free(s);
+}
+
+
+/* Edges: a one-token vocabulary, top_k above V, and more logprobs asked than tokens. */
+static void test_sampler_edges(void **state)
+{
+    (void)state;
+    struct eng_sampler_params p;
+    eng_sampler_params_default(&p);
+    p.temperature = 0.7f;
+    p.top_k = 5;
+    p.top_p = 0.5f;
+    p.min_p = 0.5f;
+    p.repeat_penalty = 1.3f;
+    p.n_logprobs = ENG_MAX_LOGPROBS;
+    eng_sampler_t *s;
+    const float one = -3.0f;
+    assert_int_equal(eng_sampler_new(&p, 1, &s), 0);
+    eng_sampler_accept(s, 0);
+    eng_sampler_accept(s, 5);         // out of range: ignored
+    struct eng_logprobs lp;
+    assert_int_equal(eng_sampler_sample(s, &one, &lp), 0);
+    assert_int_equal(lp.n_top, 1);
+    assert_true(fabsf(lp.logprob) < 1e-6f);
+    eng_sampler_free(s);
+    const float three[3] = {0.5f, 2.0f, 1.0f};
+    p.top_k = 1000;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    assert_int_equal(eng_sampler_new(&p, 3, &s), 0);
+    bool hit[3] = {false};
+    for (int i = 0; i < 300; i++) {
+        int32_t t = eng_sampler_sample(s, three, &lp);
+        assert_true(t >= 0 && t < 3);
+        hit[t] = true;
+        assert_int_equal(lp.n_top, 3);
+        assert_int_equal(lp.top_token[0], 1);
+    }
+    assert_true(hit[0] && hit[1] && hit[2]);
+    eng_sampler_free(s);
+    assert_int_equal(eng_sampler_new(&p, 0, &s), ERR_INVAL);
+    p.temperature = NAN;
+    assert_int_equal(eng_sampler_new(&p, 3, &s), ERR_INVAL);
+}
+
 static void test_stop_strings(void **state)
 {
     (void)state;
@@ -424,11 +631,16 @@ int main(void)
         cmocka_unit_test(test_truncate_and_redecode),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_kv_f16_close_to_f32),
+        cmocka_unit_test(test_long_context_steps),
+        cmocka_unit_test(test_rope_scale_must_be_finite),
     };
     const struct CMUnitTest sampler_tests[] = {
         cmocka_unit_test(test_sampler_greedy_and_seed),
         cmocka_unit_test(test_sampler_filters),
+        cmocka_unit_test(test_sampler_nonfinite),
+        cmocka_unit_test(test_sampler_edges),
         cmocka_unit_test(test_stop_strings),
+        cmocka_unit_test(test_random_shape_values),
     };
     const struct CMUnitTest real_tests[] = {
         cmocka_unit_test(test_stories260k_greedy),

@@ -1025,6 +1025,78 @@ static void test_model_load_failure(void **state)
     assert_true(log_has(&d, "model load failed"));
 }
 
+
+/* A model file's general.name may hold any bytes. The daemon serves it under an id that is
+ * valid UTF-8 and the same everywhere: /ready and /v1/models answer 200 (json_pack refuses
+ * invalid UTF-8, which once turned /ready into a 503 "out of memory" for good), and the id
+ * that /v1/models lists is the one /v1/models/{model} accepts. */
+static void test_model_name_not_utf8(void **state)
+{
+    (void)state;
+    char *img;
+    size_t n;
+    {
+        FILE *f = fopen(model_path, "rb");
+        assert_non_null(f);
+        fseek(f, 0, SEEK_END);
+        n = (size_t)ftell(f);
+        fseek(f, 0, SEEK_SET);
+        img = malloc(n);
+        assert_non_null(img);
+        assert_int_equal(fread(img, 1, n, f), n);
+        fclose(f);
+    }
+    // key "general.name", u32 type 8 (string), u64 length, then the bytes: break the first
+    static const char key[] = "general.name";
+    char *k = memmem(img, n, key, sizeof key - 1);
+    assert_non_null(k);
+    char *val = k + sizeof key - 1 + 4 + 8;
+    uint64_t len;
+    memcpy(&len, val - 8, 8);
+    assert_true(len >= 2 && (size_t)(val - img) + len <= n);
+    val[1] = (char)0xE9;      // Latin-1 e-acute: not UTF-8 on its own
+    char path[256];
+    snprintf(path, sizeof path, "%s/latin1-name.gguf", tmpdir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(img, 1, n, f), n);
+    fclose(f);
+    free(img);
+
+    struct daemon d;
+    daemon_start(&d, "latin1", "--model", path, NULL);
+    if (poll_status(&d, "/ready", NULL, 200) != 200) {
+        dump_log(&d);
+        fail_msg("/ready never answered 200 for a model whose name is not UTF-8");
+    }
+    struct resp r;
+    assert_int_equal(http_get(&d, "/ready", NULL, &r), 200);
+    const char *id = json_string_value(json_object_get(r.json, "model"));
+    assert_non_null(id);
+    char want[256];
+    snprintf(want, sizeof want, "%s", id);
+    resp_free(&r);
+    assert_int_equal(http_get(&d, "/v1/models", NULL, &r), 200);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(r.json, "data"), 0), "id")),
+        want);
+    resp_free(&r);
+    // and the listed id names the model (percent-encoded: it may hold '?')
+    char url[1024] = "/v1/models/";
+    size_t at = strlen(url);
+    for (const unsigned char *p = (const unsigned char *)want; *p && at + 4 < sizeof url; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))
+            url[at++] = (char)*p;
+        else
+            at += (size_t)snprintf(url + at, sizeof url - at, "%%%02X", *p);
+    }
+    url[at] = '\0';
+    assert_int_equal(http_get(&d, url, NULL, &r), 200);
+    assert_string_equal(json_string_value(json_object_get(r.json, "id")), want);
+    resp_free(&r);
+    daemon_stop(&d, SIGTERM, 0);
+}
+
 static void test_bind_failure(void **state)
 {
     (void)state;
@@ -1138,6 +1210,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shutdown_timeout),
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_model_load_failure),
+        cmocka_unit_test(test_model_name_not_utf8),
         cmocka_unit_test(test_non_loopback_warning),
         cmocka_unit_test(test_systemd_notify),
     };

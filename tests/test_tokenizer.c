@@ -777,6 +777,60 @@ static uint64_t rnd(uint64_t *x)
     return *x;
 }
 
+
+/* The streaming decoder's documented capacity, 3 * (piece length + 3), loses nothing for
+ * any token of any shared vocabulary, with or without a carried partial sequence: it gives
+ * what an unbounded buffer gives. (The contract used to promise that 64 bytes always
+ * suffice; GPT-2's longest piece alone is 128 bytes, and a 64-byte buffer drops half.) */
+static void test_detok_capacity_contract(void **state)
+{
+    (void)state;
+    const char *names[] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf",
+                           "ggml-vocab-bert-bge.gguf"};
+    enum { BIG = 1 << 16 };
+    char *piece = malloc(BIG), *a = malloc(BIG), *b = malloc(BIG);
+    for (int k = 0; k < (ORTHOD_HAVE_UTF8PROC ? 3 : 1); k++) {
+        eng_gguf_t *g = NULL;
+        eng_vocab_t *v = load_vocab(names[k], &g);
+        const int32_t V = eng_vocab_n_tokens(v);
+        int32_t lead = -1;        // a token whose piece is the lone byte 0xE6 (a 3-byte lead)
+        size_t longest = 0;
+        for (int32_t id = 0; id < V; id++) {
+            int n = eng_token_to_piece(v, id, true, piece, BIG);
+            assert_true(n >= 0 && n < BIG);
+            if (n == 1 && (uint8_t)piece[0] == 0xE6 && lead < 0)
+                lead = id;
+            if ((size_t)n > longest)
+                longest = (size_t)n;
+        }
+        for (int carry = 0; carry < (lead >= 0 ? 2 : 1); carry++) {
+            for (int32_t id = 0; id < V; id++) {
+                const size_t n = (size_t)eng_token_to_piece(v, id, true, piece, BIG);
+                struct eng_detok d1, d2;
+                eng_detok_init(&d1, v);
+                if (carry)
+                    assert_int_equal(eng_detok_push(v, &d1, lead, true, a, BIG), 0);
+                d2 = d1;
+                const size_t cap = 3 * (n + 3);
+                const size_t ka = eng_detok_push(v, &d1, id, true, a, cap);
+                const size_t kb = eng_detok_push(v, &d2, id, true, b, BIG);
+                if (ka != kb || memcmp(a, b, kb) != 0)
+                    fail_msg("%s: token %d (piece %zu bytes, carry %d): %zu bytes with cap %zu, "
+                             "%zu unbounded", names[k], id, n, carry, ka, cap, kb);
+            }
+        }
+        if (k == 1) {
+            // GPT-2's long piece really is longer than the old promise
+            assert_true(longest >= 128);
+        }
+        eng_vocab_free(v);
+        eng_gguf_free(g);
+    }
+    free(piece);
+    free(a);
+    free(b);
+}
+
 /* Arbitrary bytes: every vocab tokenizes them into valid ids; SPM gives them back byte for
  * byte; GPT-2 gives back any valid UTF-8 text (pieces concatenated, no space cleaning). */
 static void test_arbitrary_bytes(void **state)
@@ -1445,6 +1499,7 @@ int main(void)
         cmocka_unit_test(test_spm_merges_and_specials),
         cmocka_unit_test(test_capacity_and_limits),
         cmocka_unit_test(test_arbitrary_bytes),
+        cmocka_unit_test(test_detok_capacity_contract),
         cmocka_unit_test(test_pretokenizers),
         cmocka_unit_test(test_bad_vocabs),
         cmocka_unit_test(test_cmd_tokenize),
