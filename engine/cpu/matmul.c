@@ -1,25 +1,50 @@
-/* engine/cpu/matmul.c: out = x @ w^T for every weight dtype.
- * This first version is the reference: each weight row is converted to F32 and dotted in
- * double-free F32 arithmetic, rows split over threads. Fast per-ISA paths replace it;
- * this file's eng_cpu_mm_ref stays as the oracle the tests compare against. */
-#include "cpu.h"
+/* engine/cpu/matmul.c: out = x @ w^T for every weight dtype: argument checks, scratch,
+ * dispatch to the kernel level chosen at run time, and the scalar level, which is also
+ * the oracle: the canonical quantized product (mm_impl.h) and a float64 reference for
+ * the float dtypes. The SIMD levels live in matmul_avx2.c and matmul_avx512.c, each
+ * compiled with its own -m flags; this file contains no AVX instruction. */
+#include "mm_impl.h"
 
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
+
+#define MM_GUARD 16384      /* bytes between scratch areas written by different threads */
 
 struct eng_cpu_mm {
     enum eng_cpu_level level;
-    int n_threads;
-    float *wrow;            /* per-thread converted weight row */
-    int64_t wrow_cap;       /* floats per thread */
+    const struct mm_level_ops *ops;
+    void *act;              /* converted activations, shared by the threads of a call */
+    size_t act_cap;
+    uint8_t *pack;          /* per-thread panels */
+    size_t pack_cap;        /* bytes in all */
 };
+
+static const struct mm_level_ops *level_ops(enum eng_cpu_level level)
+{
+#if defined(__x86_64__)
+    if (level == ENG_CPU_AVX512)
+        return eng_cpu_mm_ops_avx512();
+    if (level == ENG_CPU_AVX2)
+        return eng_cpu_mm_ops_avx2();
+#endif
+    return level == ENG_CPU_SCALAR ? eng_cpu_mm_ops_scalar() : NULL;
+}
 
 int eng_cpu_mm_new(enum eng_cpu_level level, int n_threads, eng_cpu_mm_t **out)
 {
+    (void)n_threads;        // scratch is sized from the pool at each call
+    // never run a level the CPU (or the OS) lacks: it would trap with SIGILL
+    struct eng_cpu_features f;
+    eng_cpu_detect(&f);
+    const struct mm_level_ops *ops = level_ops(level);
+    if (!ops || level > eng_cpu_level_pick(&f))
+        return ERR_UNSUPPORTED;
     eng_cpu_mm_t *mm = calloc(1, sizeof *mm);
     if (!mm)
         return ERR_NOMEM;
     mm->level = level;
-    mm->n_threads = n_threads;
+    mm->ops = ops;
     *out = mm;
     return 0;
 }
@@ -28,7 +53,8 @@ void eng_cpu_mm_free(eng_cpu_mm_t *mm)
 {
     if (!mm)
         return;
-    free(mm->wrow);
+    free(mm->act);
+    free(mm->pack);
     free(mm);
 }
 
@@ -37,44 +63,257 @@ bool eng_cpu_mm_supports(enum eng_dtype t)
     return eng_dtype_is_compute(t);
 }
 
-struct mm_job {
-    eng_cpu_mm_t *mm;
-    float *out;
-    const float *x;
-    int64_t R, N, K;
-    const eng_tensor_t *w;
-};
-
-static void mm_ref_worker(void *arg, int ith, int nth)
+/* Grows *p to at least `need` bytes (64-byte aligned); contents are not kept. */
+static int grow(void **p, size_t *cap, size_t need)
 {
-    struct mm_job *j = arg;
-    int64_t lo, hi;
-    eng_tp_range(j->N, 1, ith, nth, &lo, &hi);
-    float *wr = j->mm->wrow + (size_t)ith * (size_t)j->mm->wrow_cap;
-    for (int64_t n = lo; n < hi; n++) {
-        eng_row_to_f32(j->w->dtype, (const char *)j->w->data + (size_t)n * j->w->nb[1], wr, j->K);
-        for (int64_t r = 0; r < j->R; r++) {
-            const float *x = j->x + r * j->K;
-            float s = 0.0f;
-            for (int64_t k = 0; k < j->K; k++)
-                s += x[k] * wr[k];
-            j->out[r * j->N + n] = s;
-        }
-    }
+    if (need <= *cap)
+        return 0;
+    if (need > SIZE_MAX - 4096)
+        return ERR_NOMEM;
+    size_t sz = (need + 63) & ~(size_t)63;
+    void *q = aligned_alloc(64, sz);
+    if (!q)
+        return ERR_NOMEM;
+    free(*p);
+    *p = q;
+    *cap = sz;
+    return 0;
+}
+
+/* Shape checks shared by eng_cpu_mm_run and the oracle. */
+static int check_args(const float *out, const float *x, int64_t R, const eng_tensor_t *w)
+{
+    if (!w || !eng_dtype_is_compute(w->dtype) || R < 0)
+        return ERR_INVAL;
+    const int64_t K = w->ne[0], N = w->ne[1];
+    if (K <= 0 || N < 0 || K > ((int64_t)1 << 32) || N > ((int64_t)1 << 40))
+        return ERR_INVAL;
+    const size_t rb = eng_dtype_row_bytes(w->dtype, K);
+    if (rb == 0 || w->nb[1] < rb)
+        return ERR_INVAL;          // K not a multiple of the block size, or rows overlap
+    if (R > 0 && N > 0 && (!out || !x || !w->data))
+        return ERR_INVAL;
+    int64_t t;
+    if (__builtin_mul_overflow(R, K, &t) || __builtin_mul_overflow(R, N, &t))
+        return ERR_INVAL;
+    return 0;
 }
 
 int eng_cpu_mm_run(eng_cpu_mm_t *mm, eng_tp_t *tp, float *out, const float *x, int64_t R,
                    const eng_tensor_t *w)
 {
+    int rc = check_args(out, x, R, w);
+    if (rc < 0)
+        return rc;
     const int64_t K = w->ne[0], N = w->ne[1];
-    if (K > mm->wrow_cap) {
-        float *p = realloc(mm->wrow, (size_t)K * sizeof(float) * (size_t)eng_tp_size(tp));
-        if (!p)
-            return ERR_NOMEM;
-        mm->wrow = p;
-        mm->wrow_cap = K;
-    }
-    struct mm_job j = {.mm = mm, .out = out, .x = x, .R = R, .N = N, .K = K, .w = w};
-    eng_tp_run(tp, mm_ref_worker, &j);
+    if (R == 0 || N == 0)
+        return 0;
+    const int nth = eng_tp_size(tp);
+    const size_t ab = mm->ops->act_bytes(w->dtype, R, K);
+    size_t pb = mm->ops->pack_bytes(w->dtype, R, K);
+    if (ab == SIZE_MAX || ab > SIZE_MAX / 2 || pb > ((size_t)1 << 40) / (size_t)nth)
+        return ERR_NOMEM;
+    // Each thread's panels start on their own page with MM_GUARD bytes of gap: a core's
+    // hardware prefetchers run a few KiB past what it touches, and pulling in lines the
+    // neighbouring thread is writing made the second thread 2x slower (measured).
+    pb = ((pb + 4095) & ~(size_t)4095) + MM_GUARD;
+    if ((rc = grow(&mm->act, &mm->act_cap, ab + MM_GUARD)) < 0 ||
+        (rc = grow((void **)&mm->pack, &mm->pack_cap, pb * (size_t)nth + MM_GUARD)) < 0)
+        return rc;
+    struct mm_job j = {.out = out, .x = x, .R = R, .N = N, .K = K, .dt = w->dtype,
+                       .w = w->data, .ws = w->nb[1], .tp = tp, .act = mm->act,
+                       .pack = mm->pack + MM_GUARD, .pack_bytes = pb};
+    eng_tp_run(tp, mm->ops->worker, &j);
     return 0;
+}
+
+/* --- the canonical quantized product ---------------------------------------------------- */
+
+void eng_cpu_mm_quantize_row(const float *x, int64_t K, int8_t *q, float *dx, int32_t *xsum)
+{
+    for (int64_t b = 0; b < K / 32; b++) {
+        const float *xb = x + b * 32;
+        uint32_t amax_bits = 0;                 // max |x| as bits: NaN wins, no order issue
+        for (int j = 0; j < 32; j++) {
+            uint32_t a = eng_fp32_to_bits(xb[j]) & 0x7fffffffu;
+            amax_bits = a > amax_bits ? a : amax_bits;
+        }
+        const float d = eng_fp32_from_bits(amax_bits) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        int32_t s = 0;
+        for (int j = 0; j < 32; j++) {
+            float v = xb[j] * id;
+            v = v > -127.0f ? v : -127.0f;      // = max_ps(v, -127): NaN -> -127
+            v = v < 127.0f ? v : 127.0f;        // = min_ps(v, 127)
+            const int8_t qq = (int8_t)roundf(v);
+            q[b * 32 + j] = qq;
+            s += qq;
+        }
+        dx[b] = eng_fp16_to_fp32(eng_fp32_to_fp16(d));
+        xsum[b] = s;
+    }
+}
+
+float eng_cpu_mm_qdot_ref(enum eng_dtype dt, const uint8_t *wrow, const int8_t *q,
+                          const float *dx, int64_t nb)
+{
+    float acc = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const int8_t *xq = q + b * 32;
+        int32_t s = 0;
+        float dw;
+        if (dt == ENG_DTYPE_Q8_0) {
+            const uint8_t *blk = wrow + (size_t)b * sizeof(eng_block_q8_0);
+            dw = mm_load_fp16(blk);
+            for (int j = 0; j < 32; j++)
+                s += (int8_t)blk[2 + j] * xq[j];
+        } else {
+            const uint8_t *blk = wrow + (size_t)b * sizeof(eng_block_q4_0);
+            dw = mm_load_fp16(blk);
+            for (int j = 0; j < 16; j++) {
+                s += ((blk[2 + j] & 0xf) - 8) * xq[j];
+                s += ((blk[2 + j] >> 4) - 8) * xq[j + 16];
+            }
+        }
+        acc = fmaf((float)s, dw * dx[b], acc);
+    }
+    return acc;
+}
+
+static bool is_quant(enum eng_dtype dt)
+{
+    return dt == ENG_DTYPE_Q8_0 || dt == ENG_DTYPE_Q4_0;
+}
+
+int eng_cpu_mm_ref(float *out, const float *x, int64_t R, const eng_tensor_t *w)
+{
+    int rc = check_args(out, x, R, w);
+    if (rc < 0)
+        return rc;
+    const int64_t K = w->ne[0], N = w->ne[1], nb = K / 32;
+    if (R == 0 || N == 0)
+        return 0;
+    const uint8_t *wd = w->data;
+    if (is_quant(w->dtype)) {
+        int8_t *q = malloc((size_t)K);
+        float *dx = malloc((size_t)nb * sizeof(float));
+        int32_t *xs = malloc((size_t)nb * sizeof(int32_t));
+        if (q && dx && xs) {
+            for (int64_t r = 0; r < R; r++) {
+                eng_cpu_mm_quantize_row(x + r * K, K, q, dx, xs);
+                for (int64_t n = 0; n < N; n++)
+                    out[r * N + n] =
+                        eng_cpu_mm_qdot_ref(w->dtype, wd + (size_t)n * w->nb[1], q, dx, nb);
+            }
+        } else {
+            rc = ERR_NOMEM;
+        }
+        free(q);
+        free(dx);
+        free(xs);
+        return rc;
+    }
+    float *wr = malloc((size_t)K * sizeof(float));
+    if (!wr)
+        return ERR_NOMEM;
+    for (int64_t n = 0; n < N; n++) {
+        eng_row_to_f32(w->dtype, wd + (size_t)n * w->nb[1], wr, K);
+        for (int64_t r = 0; r < R; r++) {
+            double s = 0.0;
+            for (int64_t k = 0; k < K; k++)
+                s += (double)x[r * K + k] * wr[k];
+            out[r * N + n] = (float)s;
+        }
+    }
+    free(wr);
+    return 0;
+}
+
+/* --- the scalar level: plain C for CPUs without AVX2 ---------------------------------- */
+/* Quantized: the canonical product above, x quantized once per call (rows split over
+ * the threads, then a barrier), outputs split by column. Float: each weight row is
+ * converted once into the thread's scratch and dotted with every row of x. */
+
+struct sc_act {           /* layout of job->act for Q8_0/Q4_0 */
+    int8_t *q;            /* (R, K) */
+    float *dx;            /* (R, K/32) */
+    int32_t *xs;          /* (R, K/32) */
+};
+
+static struct sc_act sc_act_layout(const struct mm_job *j)
+{
+    const size_t rk = (size_t)j->R * (size_t)j->K, rb = rk / 32;
+    struct sc_act a;
+    a.dx = (float *)j->act;
+    a.xs = (int32_t *)(a.dx + rb);
+    a.q = (int8_t *)(a.xs + rb);
+    return a;
+}
+
+static size_t sc_act_bytes(enum eng_dtype dt, int64_t R, int64_t K)
+{
+    if (!is_quant(dt))
+        return 0;
+    size_t rk;
+    if (__builtin_mul_overflow((size_t)R, (size_t)K, &rk) || rk > SIZE_MAX / 2)
+        return SIZE_MAX;
+    return rk + rk / 32 * 8;
+}
+
+static size_t sc_pack_bytes(enum eng_dtype dt, int64_t R, int64_t K)
+{
+    (void)R;
+    return is_quant(dt) ? 0 : (size_t)K * sizeof(float);
+}
+
+static void sc_worker(void *arg, int ith, int nth)
+{
+    const struct mm_job *j = arg;
+    const int64_t K = j->K, N = j->N, R = j->R, nb = K / 32;
+    int64_t lo, hi;
+    if (is_quant(j->dt)) {
+        const struct sc_act a = sc_act_layout(j);
+        eng_tp_range(R, 1, ith, nth, &lo, &hi);
+        for (int64_t r = lo; r < hi; r++)
+            eng_cpu_mm_quantize_row(j->x + r * K, K, a.q + r * K, a.dx + r * nb, a.xs + r * nb);
+        eng_tp_barrier(j->tp);
+        eng_tp_range(N, 1, ith, nth, &lo, &hi);
+        for (int64_t n = lo; n < hi; n++) {
+            const uint8_t *wr = j->w + (size_t)n * j->ws;
+            for (int64_t r = 0; r < R; r++)
+                j->out[r * N + n] = eng_cpu_mm_qdot_ref(j->dt, wr, a.q + r * K, a.dx + r * nb, nb);
+        }
+        return;
+    }
+    float *wf = (float *)(j->pack + (size_t)ith * j->pack_bytes);
+    eng_tp_range(N, 1, ith, nth, &lo, &hi);
+    for (int64_t n = lo; n < hi; n++) {
+        eng_row_to_f32(j->dt, j->w + (size_t)n * j->ws, wf, K);
+        for (int64_t r = 0; r < R; r++) {
+            const float *xr = j->x + r * K;
+            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+            int64_t k = 0;
+            for (; k + 4 <= K; k += 4) {
+                s0 += xr[k] * wf[k];
+                s1 += xr[k + 1] * wf[k + 1];
+                s2 += xr[k + 2] * wf[k + 2];
+                s3 += xr[k + 3] * wf[k + 3];
+            }
+            for (; k < K; k++)
+                s0 += xr[k] * wf[k];
+            j->out[r * N + n] = (s0 + s1) + (s2 + s3);
+        }
+    }
+}
+
+static const struct mm_level_ops scalar_ops = {
+    .name = "scalar",
+    .act_bytes = sc_act_bytes,
+    .pack_bytes = sc_pack_bytes,
+    .worker = sc_worker,
+};
+
+const struct mm_level_ops *eng_cpu_mm_ops_scalar(void)
+{
+    return &scalar_ops;
 }

@@ -1,0 +1,331 @@
+/* bench/bench_matmul.c: speed of the CPU matmul kernels (engine/cpu/matmul*.c) on the
+ * matmuls of one forward pass of the stories15M / stories110M shapes, per weight dtype.
+ * A "pass" runs every layer's q, k, v, o (dim x dim), w1, w3 (ffn x dim) and w2
+ * (dim x ffn) with R rows of activations, plus the output matrix (vocab x dim) for one
+ * row (prefill computes logits for the last token only). All layers have their own
+ * weights, so decode streams the whole model from memory as a real pass does.
+ * Prints the median over --reps passes: time, tokens/s (matmuls only), GFLOP/s, GB/s of
+ * weights read, and the fastest pass (a shared machine's noise shows as median >> min).
+ * Random N(0, 0.02)-like weights; timing only, no checking (the tests do that).
+ *   bench_matmul [--model 15M|110M|all] [--dtype f32,f16,bf16,q8_0,q4_0]
+ *                [--threads 1,2] [--rows 1,512] [--reps 5] [--level scalar|avx2|avx512]
+ *                [--detail]      (also each matrix shape alone, 1 row and R rows) */
+#include "../engine/cpu/cpu.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct model_shape {
+    const char *name;
+    int dim, layers, ffn, vocab;
+};
+
+static const struct model_shape shapes[] = {
+    {"stories15M", 288, 6, 768, 32000},
+    {"stories110M", 768, 12, 2048, 32000},
+};
+
+#define MAX_LIST 8
+
+struct opts {
+    bool model[2];
+    enum eng_dtype dt[MAX_LIST];
+    int n_dt;
+    int threads[MAX_LIST], n_threads;
+    int rows[MAX_LIST], n_rows;
+    int reps;
+    int level;        /* -1: best available */
+    bool detail;
+};
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static float rnd_normal(uint64_t *rng)   /* approximately N(0, 1): sum of 4 uniforms */
+{
+    float s = 0.0f;
+    for (int i = 0; i < 4; i++) {
+        *rng ^= *rng << 13;
+        *rng ^= *rng >> 7;
+        *rng ^= *rng << 17;
+        s += (float)(*rng >> 40) / 16777216.0f - 0.5f;
+    }
+    return s * 1.7320508f;
+}
+
+/* a weight matrix (n, k) of dtype dt filled with N(0, 0.02) values */
+static int make_w(eng_tensor_t *t, enum eng_dtype dt, int n, int k, float *tmp, uint64_t *rng)
+{
+    const int64_t ne[2] = {k, n};
+    if (eng_tensor_init(t, dt, 2, ne) < 0)
+        return -1;
+    t->data = aligned_alloc(64, (eng_tensor_nbytes(t) + 63) & ~(size_t)63);
+    if (!t->data)
+        return -1;
+    for (int r = 0; r < n; r++) {
+        for (int i = 0; i < k; i++)
+            tmp[i] = 0.02f * rnd_normal(rng);
+        eng_row_from_f32(dt, tmp, (char *)t->data + (size_t)r * t->nb[1], k);
+    }
+    return 0;
+}
+
+struct model {
+    eng_tensor_t *w;        /* layers * 7 + 1 */
+    int n_w;
+    size_t bytes;
+};
+
+static void model_free(struct model *m)
+{
+    for (int i = 0; i < m->n_w; i++)
+        free(m->w[i].data);
+    free(m->w);
+    memset(m, 0, sizeof *m);
+}
+
+static int model_make(struct model *m, const struct model_shape *s, enum eng_dtype dt)
+{
+    uint64_t rng = 88172645463325252ULL;
+    memset(m, 0, sizeof *m);
+    m->w = calloc((size_t)s->layers * 7 + 1, sizeof *m->w);
+    float *tmp = malloc((size_t)(s->ffn > s->dim ? s->ffn : s->dim) * sizeof(float));
+    if (!m->w || !tmp) {
+        free(tmp);
+        return -1;
+    }
+    for (int l = 0; l < s->layers; l++) {
+        const int nk[7][2] = {{s->dim, s->dim}, {s->dim, s->dim}, {s->dim, s->dim},
+                              {s->dim, s->dim}, {s->ffn, s->dim}, {s->ffn, s->dim},
+                              {s->dim, s->ffn}};
+        for (int i = 0; i < 7; i++) {
+            if (make_w(&m->w[m->n_w], dt, nk[i][0], nk[i][1], tmp, &rng) < 0)
+                goto fail;
+            m->bytes += eng_tensor_nbytes(&m->w[m->n_w++]);
+        }
+    }
+    if (make_w(&m->w[m->n_w], dt, s->vocab, s->dim, tmp, &rng) < 0)
+        goto fail;
+    m->bytes += eng_tensor_nbytes(&m->w[m->n_w++]);
+    free(tmp);
+    return 0;
+fail:
+    free(tmp);
+    model_free(m);
+    return -1;
+}
+
+static int parse_list(const char *s, int *out, int max)
+{
+    int n = 0;
+    while (*s && n < max) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v <= 0 || v > 100000)
+            return -1;
+        out[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            return -1;
+    }
+    return n;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->model[0] = o->model[1] = true;
+    const enum eng_dtype all[] = {ENG_DTYPE_F32, ENG_DTYPE_F16, ENG_DTYPE_BF16, ENG_DTYPE_Q8_0,
+                                  ENG_DTYPE_Q4_0};
+    memcpy(o->dt, all, sizeof all);
+    o->n_dt = 5;
+    o->threads[0] = 1, o->threads[1] = 2, o->n_threads = 2;
+    o->rows[0] = 1, o->rows[1] = 512, o->n_rows = 2;
+    o->reps = 5;
+    o->level = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--detail") == 0) {
+            o->detail = true;
+            continue;
+        }
+        if (!v)
+            return -1;
+        i++;
+        if (strcmp(a, "--model") == 0) {
+            o->model[0] = strcmp(v, "15M") == 0 || strcmp(v, "all") == 0;
+            o->model[1] = strcmp(v, "110M") == 0 || strcmp(v, "all") == 0;
+            if (!o->model[0] && !o->model[1])
+                return -1;
+        } else if (strcmp(a, "--dtype") == 0) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", v);
+            o->n_dt = 0;
+            for (char *t = strtok(buf, ","); t && o->n_dt < MAX_LIST; t = strtok(NULL, ","))
+                if (eng_dtype_parse(t, &o->dt[o->n_dt++]) < 0)
+                    return -1;
+        } else if (strcmp(a, "--threads") == 0) {
+            if ((o->n_threads = parse_list(v, o->threads, MAX_LIST)) <= 0)
+                return -1;
+        } else if (strcmp(a, "--rows") == 0) {
+            if ((o->n_rows = parse_list(v, o->rows, MAX_LIST)) <= 0)
+                return -1;
+        } else if (strcmp(a, "--reps") == 0) {
+            o->reps = atoi(v);
+            if (o->reps < 1 || o->reps > 1000)
+                return -1;
+        } else if (strcmp(a, "--level") == 0) {
+            o->level = strcmp(v, "scalar") == 0 ? 0 : strcmp(v, "avx2") == 0 ? 1
+                     : strcmp(v, "avx512") == 0 ? 2 : -2;
+            if (o->level == -2)
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* one pass of the model's matmuls with R rows; returns seconds */
+static double run_pass(eng_cpu_mm_t *mm, eng_tp_t *tp, const struct model *m,
+                       const struct model_shape *s, int R, const float *x, float *out, int *err)
+{
+    const double t0 = now();
+    for (int i = 0; i < m->n_w - 1; i++) {
+        const int rc = eng_cpu_mm_run(mm, tp, out, x, R, &m->w[i]);
+        if (rc < 0)
+            *err = rc;
+    }
+    const int rc = eng_cpu_mm_run(mm, tp, out, x, 1, &m->w[m->n_w - 1]);   // logits: last row
+    if (rc < 0)
+        *err = rc;
+    (void)s;
+    return now() - t0;
+}
+
+static double pass_flops(const struct model_shape *s, int R)
+{
+    const double layer = 4.0 * s->dim * s->dim + 3.0 * s->ffn * s->dim;
+    return 2.0 * (R * layer * s->layers + (double)s->vocab * s->dim);
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    if (parse_args(argc, argv, &o) < 0) {
+        fprintf(stderr, "usage: bench_matmul [--model 15M|110M|all]"
+                        " [--dtype f32,f16,bf16,q8_0,q4_0] [--threads 1,2] [--rows 1,512]"
+                        " [--reps 5] [--level scalar|avx2|avx512] [--detail]\n");
+        return 2;
+    }
+    struct eng_cpu_features f;
+    eng_cpu_detect(&f);
+    const int best = (int)eng_cpu_level_pick(&f);
+    const int level = o.level < 0 || o.level > best ? best : o.level;
+    char feats[256];
+    eng_cpu_features_str(&f, feats, sizeof feats);
+    printf("# matmul kernels: level %s; cpu features: %s\n",
+           eng_cpu_level_name((enum eng_cpu_level)level), feats);
+    printf("# median of %d passes; pass = all layer matmuls with R rows"
+           " + output matrix with 1 row\n", o.reps);
+    printf("%-12s %-5s %3s %4s %10s %10s %9s %8s %10s\n", "model", "dtype", "thr", "R",
+           "ms/pass", "tok/s", "GFLOP/s", "GB/s", "min ms");
+    int maxr = 1;
+    for (int i = 0; i < o.n_rows; i++)
+        maxr = o.rows[i] > maxr ? o.rows[i] : maxr;
+    const size_t xn = (size_t)maxr * 2048, on = (size_t)maxr * 32000;
+    float *x = malloc(xn * sizeof(float)), *out = malloc(on * sizeof(float));
+    double *times = malloc((size_t)o.reps * sizeof(double));
+    if (!x || !out || !times)
+        return 1;
+    uint64_t rng = 2463534242ULL;
+    for (size_t i = 0; i < xn; i++)
+        x[i] = rnd_normal(&rng);
+    int err = 0;
+    for (int si = 0; si < 2; si++) {
+        if (!o.model[si])
+            continue;
+        const struct model_shape *s = &shapes[si];
+        for (int di = 0; di < o.n_dt; di++) {
+            struct model m;
+            if (model_make(&m, s, o.dt[di]) < 0) {
+                fprintf(stderr, "bench_matmul: out of memory building %s %s\n", s->name,
+                        eng_dtype_name(o.dt[di]));
+                return 1;
+            }
+            for (int ti = 0; ti < o.n_threads; ti++) {
+                eng_tp_t *tp;
+                eng_cpu_mm_t *mm;
+                if (eng_tp_new(o.threads[ti], &tp) < 0 ||
+                    eng_cpu_mm_new((enum eng_cpu_level)level, o.threads[ti], &mm) < 0)
+                    return 1;
+                for (int ri = 0; ri < o.n_rows; ri++) {
+                    const int R = o.rows[ri];
+                    run_pass(mm, tp, &m, s, R, x, out, &err);   // warm-up: scratch, page-in
+                    for (int rep = 0; rep < o.reps; rep++)
+                        times[rep] = run_pass(mm, tp, &m, s, R, x, out, &err);
+                    const double t = median(times, o.reps);   // (sorts times)
+                    printf("%-12s %-5s %3d %4d %10.3f %10.1f %9.1f %8.1f %10.3f\n", s->name,
+                           eng_dtype_name(o.dt[di]), o.threads[ti], R, t * 1e3, R / t,
+                           pass_flops(s, R) / t * 1e-9, (double)m.bytes / t * 1e-9,
+                           times[0] * 1e3);
+                    fflush(stdout);
+                }
+                if (o.detail) {
+                    // dim x dim, ffn x dim, dim x ffn, vocab x dim
+                    const int idx[4] = {0, 4, 6, m.n_w - 1};
+                    for (int ii = 0; ii < 4; ii++) {
+                        const eng_tensor_t *w = &m.w[idx[ii]];
+                        for (int ri = 0; ri < o.n_rows; ri++) {
+                            const int R = o.rows[ri];
+                            eng_cpu_mm_run(mm, tp, out, x, R, w);
+                            for (int rep = 0; rep < o.reps; rep++) {
+                                const double t0 = now();
+                                if (eng_cpu_mm_run(mm, tp, out, x, R, w) < 0)
+                                    err = 1;
+                                times[rep] = now() - t0;
+                            }
+                            const double t = median(times, o.reps);
+                            printf("    %-5s %3d thr  N=%-5lld K=%-5lld R=%-4d %9.3f ms"
+                                   " %8.1f GFLOP/s %7.1f GB/s (cached)\n",
+                                   eng_dtype_name(o.dt[di]), o.threads[ti], (long long)w->ne[1],
+                                   (long long)w->ne[0], R, t * 1e3,
+                                   2.0 * R * (double)w->ne[0] * (double)w->ne[1] / t * 1e-9,
+                                   (double)eng_tensor_nbytes(w) / t * 1e-9);
+                        }
+                    }
+                }
+                eng_cpu_mm_free(mm);
+                eng_tp_free(tp);
+            }
+            model_free(&m);
+        }
+    }
+    free(x);
+    free(out);
+    free(times);
+    if (err) {
+        fprintf(stderr, "bench_matmul: a matmul failed (%d)\n", err);
+        return 1;
+    }
+    return 0;
+}

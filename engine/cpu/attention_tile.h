@@ -1,0 +1,477 @@
+/* engine/cpu/attention_tile.h: the blocked attention kernel, written once in plain C and
+ * compiled per ISA level (attention.c: baseline; attention_avx2.c; attention_avx512.c,
+ * each with its own -m flags and FP contraction on, so the loops below become FMAs of
+ * that width). Not a header to include elsewhere: the includer defines ATT_WORKER.
+ *
+ * One tile = up to ATT_QT query rows (token, head) of one sequence sharing one KV head.
+ * Keys are visited in chunks of ATT_KB positions through the block table; each chunk's
+ * K rows are converted to F32 once and stored transposed (kt[d][key]), V rows as they
+ * are (vf[key][d]), so that for every query row
+ *   scores: s[key] += q[d] * kt[d][key]     (16 keys wide: one vector, no horizontal sums)
+ *   values: o[d]   += p[key] * vf[key][d]   (head size wide)
+ * with an online softmax (running max m and sum l per row) between the two. */
+#ifndef ATT_WORKER
+#error "define ATT_WORKER before including attention_tile.h"
+#endif
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__AVX512F__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+/* e^x for x <= 0 (relative error ~2e-7, x < -87 gives ~1e-38): Cody-Waite reduction to
+ * |r| <= ln2/2 and a degree-7 Taylor polynomial; branch-free so loops vectorize. */
+static inline float att_exp(float x)
+{
+    x = x > -87.0f ? x : -87.0f;
+    const float t = x * 1.44269504088896341f;
+    const int32_t n = (int32_t)(t + 128.5f) - 128;     // round(t), t + 128.5 > 0
+    const float fn = (float)n;
+    float r = x - fn * 0.693145751953125f;
+    r = r - fn * 1.42860682030941723e-6f;
+    float p = 1.98412698e-4f;
+    p = p * r + 1.38888889e-3f;
+    p = p * r + 8.33333333e-3f;
+    p = p * r + 4.16666667e-2f;
+    p = p * r + 1.66666667e-1f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const uint32_t bits = (uint32_t)(n + 127) << 23;
+    float two_n;
+    memcpy(&two_n, &bits, 4);
+    return p * two_n;
+}
+
+/* n elements of a cache row (F16 or F32) to F32. */
+static inline void att_cvt_row(enum eng_dtype dt, const uint8_t *src, float *dst, int32_t n)
+{
+    if (dt == ENG_DTYPE_F32) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    int32_t d = 0;
+#if defined(__AVX512F__)
+    for (; d + 16 <= n; d += 16)
+        _mm512_storeu_ps(dst + d,
+                         _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + 2 * d))));
+#endif
+#if defined(__F16C__)
+    for (; d + 8 <= n; d += 8)
+        _mm256_storeu_ps(dst + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * d))));
+#endif
+    for (; d < n; d++) {
+        uint16_t h;
+        memcpy(&h, src + 2 * d, 2);
+        dst[d] = eng_fp16_to_fp32(h);
+    }
+}
+
+/* max and sum of 16 values as fixed pairwise trees (vectorizable, unlike a running
+ * reduction the compiler may not reassociate) */
+static inline float att_max16(const float *v)
+{
+    float a[8], b[4];
+    for (int e = 0; e < 8; e++)
+        a[e] = v[e] > v[e + 8] ? v[e] : v[e + 8];
+    for (int e = 0; e < 4; e++)
+        b[e] = a[e] > a[e + 4] ? a[e] : a[e + 4];
+    const float c0 = b[0] > b[2] ? b[0] : b[2], c1 = b[1] > b[3] ? b[1] : b[3];
+    return c0 > c1 ? c0 : c1;
+}
+
+static inline float att_sum16(const float *v)
+{
+    float a[8], b[4];
+    for (int e = 0; e < 8; e++)
+        a[e] = v[e] + v[e + 8];
+    for (int e = 0; e < 4; e++)
+        b[e] = a[e] + a[e + 4];
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+/* K rows of one chunk -> kt[d][key] (F32). The AVX-512 build converts 16 keys x 16 d at a
+ * time and transposes in registers; otherwise each row is converted and scattered. */
+static inline void att_load_kt(const struct att_job *j, const int64_t *slots, int32_t nk,
+                               size_t koff, float *kt, float *tmp)
+{
+    const int32_t hs = j->hs;
+    const enum eng_dtype dt = j->kc->dtype;
+    const uint8_t *base = (const uint8_t *)j->kc->data + koff;
+    const size_t rs = j->kc->nb[1];
+#if defined(__AVX512F__)
+    if (nk == ATT_KB && hs % 16 == 0) {
+        for (int32_t d0 = 0; d0 < hs; d0 += 16) {
+            __m512 r[16], t[16], u[16];
+            for (int jj = 0; jj < 16; jj++) {
+                const uint8_t *src = base + (size_t)slots[jj] * rs;
+                const uint8_t *p = src + (size_t)d0 * (dt == ENG_DTYPE_F32 ? 4 : 2);
+                r[jj] = dt == ENG_DTYPE_F32
+                            ? _mm512_loadu_ps(p)
+                            : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+            }
+            for (int e = 0; e < 8; e++) {
+                t[2 * e] = _mm512_unpacklo_ps(r[2 * e], r[2 * e + 1]);
+                t[2 * e + 1] = _mm512_unpackhi_ps(r[2 * e], r[2 * e + 1]);
+            }
+            for (int g = 0; g < 4; g++) {
+                u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+                u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+                u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+                u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+            }
+            for (int e = 0; e < 4; e++) {
+                const __m512 alo = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);
+                const __m512 ahi = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xdd);
+                const __m512 blo = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
+                const __m512 bhi = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xdd);
+                float *k0 = kt + (size_t)(d0 + e) * ATT_KB;   // rows d0+e, +4, +8, +12
+                _mm512_store_ps(k0, _mm512_shuffle_f32x4(alo, blo, 0x88));
+                _mm512_store_ps(k0 + 8 * ATT_KB, _mm512_shuffle_f32x4(alo, blo, 0xdd));
+                _mm512_store_ps(k0 + 4 * ATT_KB, _mm512_shuffle_f32x4(ahi, bhi, 0x88));
+                _mm512_store_ps(k0 + 12 * ATT_KB, _mm512_shuffle_f32x4(ahi, bhi, 0xdd));
+            }
+        }
+        return;
+    }
+#endif
+    for (int32_t jj = 0; jj < nk; jj++) {
+        att_cvt_row(dt, base + (size_t)slots[jj] * rs, tmp, hs);
+        for (int32_t d = 0; d < hs; d++)
+            kt[(size_t)d * ATT_KB + jj] = tmp[d];
+    }
+    if (nk < ATT_KB)   // keys past the last one: finite zeros (masked later)
+        for (int32_t d = 0; d < hs; d++)
+            for (int32_t jj = nk; jj < ATT_KB; jj++)
+                kt[(size_t)d * ATT_KB + jj] = 0.0f;
+}
+
+/* Scores of ATT_RB query rows against the chunk: s[r][key] = sum_d q_r[d] kt[d][key];
+ * each kt row is loaded once for all rows. AVX-512: 8 rows, eight zmm accumulator
+ * chains (hide the 4-cycle FMA latency), q broadcast from memory. Otherwise 4 rows of
+ * plain C the compiler vectorizes. */
+#if defined(__AVX512F__)
+#define ATT_RB 8
+static inline void att_scores_rb(const float *const *q, const float *kt, int32_t hs, float *s)
+{
+    __m512 a[8];
+    for (int r = 0; r < 8; r++)
+        a[r] = _mm512_setzero_ps();
+    for (int32_t d = 0; d < hs; d++) {
+        const __m512 k = _mm512_load_ps(kt + (size_t)d * ATT_KB);
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm512_fmadd_ps(_mm512_set1_ps(q[r][d]), k, a[r]);
+    }
+    for (int r = 0; r < 8; r++)
+        _mm512_storeu_ps(s + r * ATT_KB, a[r]);
+}
+#else
+#define ATT_RB 4
+static inline void att_scores_rb(const float *const *q, const float *kt, int32_t hs, float *s)
+{
+    float a0[ATT_KB] = {0}, a1[ATT_KB] = {0}, a2[ATT_KB] = {0}, a3[ATT_KB] = {0};
+    for (int32_t d = 0; d < hs; d++) {
+        const float *k = kt + (size_t)d * ATT_KB;
+        const float q0 = q[0][d], q1 = q[1][d], q2 = q[2][d], q3 = q[3][d];
+        for (int jj = 0; jj < ATT_KB; jj++) {
+            a0[jj] += q0 * k[jj];
+            a1[jj] += q1 * k[jj];
+            a2[jj] += q2 * k[jj];
+            a3[jj] += q3 * k[jj];
+        }
+    }
+    for (int jj = 0; jj < ATT_KB; jj++) {
+        s[jj] = a0[jj];
+        s[ATT_KB + jj] = a1[jj];
+        s[2 * ATT_KB + jj] = a2[jj];
+        s[3 * ATT_KB + jj] = a3[jj];
+    }
+}
+#endif
+
+static inline void att_scores1(const float *q, const float *kt, int32_t hs, float s[ATT_KB])
+{
+    float a[ATT_KB] = {0};
+    for (int32_t d = 0; d < hs; d++) {
+        const float *k = kt + (size_t)d * ATT_KB;
+        const float qd = q[d];
+        for (int jj = 0; jj < ATT_KB; jj++)
+            a[jj] += qd * k[jj];
+    }
+    for (int jj = 0; jj < ATT_KB; jj++)
+        s[jj] = a[jj];
+}
+
+/* o_r[d] = o_r[d] * c_r + sum_{key < nk} p_r[key] vf[key][d] for ATT_RB rows r: per 16 d,
+ * ATT_RB independent accumulator chains share each V load. */
+#if defined(__AVX512F__)
+static inline void att_pv_rb(float *const *o, const float *c, const float *p, const float *vf,
+                             int32_t nk, int32_t hs)
+{
+    for (int32_t d0 = 0; d0 < hs; d0 += 16) {
+        const __mmask16 m = hs - d0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hs - d0)) - 1);
+        __m512 a[8];
+        for (int r = 0; r < 8; r++)
+            a[r] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, o[r] + d0), _mm512_set1_ps(c[r]));
+        for (int32_t jj = 0; jj < nk; jj++) {
+            const __m512 v = _mm512_maskz_loadu_ps(m, vf + (size_t)jj * hs + d0);
+            for (int r = 0; r < 8; r++)
+                a[r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * ATT_KB + jj]), v, a[r]);
+        }
+        for (int r = 0; r < 8; r++)
+            _mm512_mask_storeu_ps(o[r] + d0, m, a[r]);
+    }
+}
+#else
+static inline void att_pv_rb(float *const *o, const float *c, const float *p, const float *vf,
+                             int32_t nk, int32_t hs)
+{
+    int32_t d0 = 0;
+    for (; d0 + 16 <= hs; d0 += 16) {
+        float a0[16], a1[16], a2[16], a3[16];
+        for (int e = 0; e < 16; e++) {
+            a0[e] = o[0][d0 + e] * c[0];
+            a1[e] = o[1][d0 + e] * c[1];
+            a2[e] = o[2][d0 + e] * c[2];
+            a3[e] = o[3][d0 + e] * c[3];
+        }
+        for (int32_t jj = 0; jj < nk; jj++) {
+            const float p0 = p[jj], p1 = p[ATT_KB + jj], p2 = p[2 * ATT_KB + jj],
+                        p3 = p[3 * ATT_KB + jj];
+            const float *v = vf + (size_t)jj * hs + d0;
+            for (int e = 0; e < 16; e++) {
+                a0[e] += p0 * v[e];
+                a1[e] += p1 * v[e];
+                a2[e] += p2 * v[e];
+                a3[e] += p3 * v[e];
+            }
+        }
+        for (int e = 0; e < 16; e++) {
+            o[0][d0 + e] = a0[e];
+            o[1][d0 + e] = a1[e];
+            o[2][d0 + e] = a2[e];
+            o[3][d0 + e] = a3[e];
+        }
+    }
+    for (; d0 < hs; d0++) {
+        for (int r = 0; r < 4; r++) {
+            float a = o[r][d0] * c[r];
+            for (int32_t jj = 0; jj < nk; jj++)
+                a += p[r * ATT_KB + jj] * vf[(size_t)jj * hs + d0];
+            o[r][d0] = a;
+        }
+    }
+}
+#endif
+
+/* the same for one row, all d chunks at once (independent chains across chunks) */
+static inline void att_pv1(float *o, float c, const float *p, const float *vf, int32_t nk,
+                           int32_t hs)
+{
+    for (int32_t d = 0; d < hs; d++)
+        o[d] *= c;
+    for (int32_t jj = 0; jj < nk; jj++) {
+        const float pj = p[jj];
+        const float *v = vf + (size_t)jj * hs;
+        for (int32_t d = 0; d < hs; d++)
+            o[d] += pj * v[d];
+    }
+}
+
+/* Token range of tile `tile` of sequence s: order[*first .. *first + *na). */
+static inline void att_tile_tokens(const struct att_job *j, int32_t s, int64_t tile,
+                                   int32_t *first, int32_t *na)
+{
+    *first = j->seq_start[s] + (int32_t)(tile * j->tt);
+    *na = j->seq_start[s + 1] - *first < j->tt ? j->seq_start[s + 1] - *first : j->tt;
+}
+
+/* Key range `split` of nsplit of the tile (all keys when nsplit = 1); the result goes to
+ * `out` normalized, or as a softmax state to j->part slot `item` when split. */
+static void att_tile(const struct att_job *j, float *sc, int32_t s, int64_t tile, int32_t g,
+                     int32_t split, int64_t item)
+{
+    const struct eng_step *st = j->st;
+    const int32_t hs = j->hs, group = j->group, bs = j->bs;
+    float *kt = sc;                                   // [hs][KB]
+    float *vf = kt + (size_t)hs * ATT_KB;             // [KB][hs]
+    float *S = vf + (size_t)ATT_KB * hs;              // [QT][KB]
+    float *O = S + ATT_QT * ATT_KB;                   // [QT][hs]
+    float *M = O + (size_t)ATT_QT * hs, *L = M + ATT_QT;
+    float *tmp = L + ATT_QT;                          // [hs]
+
+    int32_t first, na;
+    att_tile_tokens(j, s, tile, &first, &na);
+    const int32_t nr = na * group;
+    const float *qr[ATT_QT];
+    int32_t pr[ATT_QT], maxpos = 0;
+    for (int32_t a = 0; a < na; a++) {
+        const int32_t t = j->order[first + a];
+        for (int32_t e = 0; e < group; e++) {
+            const int32_t i = a * group + e;
+            qr[i] = j->q + ((int64_t)t * j->n_heads + (int64_t)g * group + e) * hs;
+            pr[i] = st->pos[t];
+        }
+        maxpos = st->pos[t] > maxpos ? st->pos[t] : maxpos;
+    }
+    for (int32_t i = 0; i < nr; i++) {
+        M[i] = -INFINITY;
+        L[i] = 0.0f;
+    }
+    memset(O, 0, (size_t)nr * hs * sizeof(float));
+
+    const int32_t *bt = st->block_table + (int64_t)s * st->max_blocks;
+    const enum eng_dtype kdt = j->kc->dtype, vdt = j->vc->dtype;
+    const size_t koff = (size_t)g * hs * (kdt == ENG_DTYPE_F32 ? 4 : 2);
+    const size_t voff = (size_t)g * hs * (vdt == ENG_DTYPE_F32 ? 4 : 2);
+    const int32_t n_chunks = maxpos / ATT_KB + 1;
+    const int32_t c0 = (int32_t)((int64_t)split * n_chunks / j->nsplit);
+    const int32_t c1 = (int32_t)((int64_t)(split + 1) * n_chunks / j->nsplit);
+    for (int32_t p0 = c0 * ATT_KB; p0 < c1 * ATT_KB && p0 <= maxpos; p0 += ATT_KB) {
+        const int32_t nk = maxpos + 1 - p0 < ATT_KB ? maxpos + 1 - p0 : ATT_KB;
+        int64_t slots[ATT_KB];
+        for (int32_t jj = 0; jj < nk; jj++) {
+            const int32_t p = p0 + jj;
+            slots[jj] = (int64_t)bt[p / bs] * bs + p % bs;
+            att_cvt_row(vdt, (const uint8_t *)j->vc->data + (size_t)slots[jj] * j->vc->nb[1] + voff,
+                        vf + (size_t)jj * hs, hs);
+        }
+        att_load_kt(j, slots, nk, koff, kt, tmp);
+
+        int32_t i = 0;
+        for (; i + ATT_RB <= nr; i += ATT_RB)
+            att_scores_rb(qr + i, kt, hs, S + (size_t)i * ATT_KB);
+        for (; i < nr; i++)
+            att_scores1(qr[i], kt, hs, S + (size_t)i * ATT_KB);
+
+        float C[ATT_QT];   // per row: the factor on the old O (its max went up)
+        for (i = 0; i < nr; i++) {
+            float *srow = S + (size_t)i * ATT_KB;
+            const int32_t lim = pr[i] - p0;           // keys jj <= lim are visible
+            // (no reductions and no conditionally evaluated FP: these loops vectorize)
+            for (int jj = 0; jj < ATT_KB; jj++) {
+                const float v = srow[jj] * j->scale;
+                srow[jj] = jj <= lim ? v : -INFINITY;
+            }
+            const float mb = att_max16(srow);
+            const float mnew = mb > M[i] ? mb : M[i];
+            if (mnew == -INFINITY) {                  // nothing visible yet for this row
+                C[i] = 1.0f;
+                memset(srow, 0, ATT_KB * sizeof(float));
+                continue;
+            }
+            C[i] = att_exp(M[i] - mnew);
+            for (int jj = 0; jj < ATT_KB; jj++) {
+                const float e = att_exp(srow[jj] - mnew);
+                srow[jj] = srow[jj] > -INFINITY ? e : 0.0f;
+            }
+            L[i] = L[i] * C[i] + att_sum16(srow);
+            M[i] = mnew;
+        }
+        for (i = 0; i + ATT_RB <= nr; i += ATT_RB) {
+            float *orow[ATT_RB];
+            for (int r = 0; r < ATT_RB; r++)
+                orow[r] = O + (size_t)(i + r) * hs;
+            att_pv_rb(orow, C + i, S + (size_t)i * ATT_KB, vf, nk, hs);
+        }
+        for (; i < nr; i++)
+            att_pv1(O + (size_t)i * hs, C[i], S + (size_t)i * ATT_KB, vf, nk, hs);
+    }
+    if (j->nsplit > 1) {   // leave the state: M, L, then O, per row
+        float *ps = j->part + (size_t)item * ATT_QT * (2 + (size_t)hs);
+        memcpy(ps, M, (size_t)nr * sizeof(float));
+        memcpy(ps + ATT_QT, L, (size_t)nr * sizeof(float));
+        memcpy(ps + 2 * ATT_QT, O, (size_t)nr * hs * sizeof(float));
+        return;
+    }
+    for (int32_t a = 0; a < na; a++) {
+        const int32_t t = j->order[first + a];
+        for (int32_t e = 0; e < group; e++) {
+            const int32_t i = a * group + e;
+            float *o = j->out + ((int64_t)t * j->n_heads + (int64_t)g * group + e) * hs;
+            const float inv = 1.0f / L[i];
+            for (int32_t d = 0; d < hs; d++)
+                o[d] = O[(size_t)i * hs + d] * inv;
+        }
+    }
+}
+
+/* The sequence holding global tile `tile` (tile_start is non-decreasing; empty
+ * sequences share their start with the next one, which is the one with tiles). */
+static inline int32_t att_seq_of_tile(const struct att_job *j, int64_t tile)
+{
+    int32_t lo = 0, hi = j->st->n_seqs;
+    while (hi - lo > 1) {
+        const int32_t mid = (lo + hi) / 2;
+        if (j->tile_start[mid] <= tile)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Merges the nsplit states of pair `pair`: m = max m_s, l = sum l_s e^(m_s - m),
+ * o = sum o_s e^(m_s - m) / l (a range that saw no key has m_s = -inf and weight 0). */
+static void att_combine(const struct att_job *j, int64_t pair)
+{
+    const int32_t hs = j->hs, group = j->group;
+    const int64_t tile = pair / j->n_kv;
+    const int32_t g = (int32_t)(pair % j->n_kv), s = att_seq_of_tile(j, tile);
+    int32_t first, na;
+    att_tile_tokens(j, s, tile - j->tile_start[s], &first, &na);
+    const size_t slot = (size_t)ATT_QT * (2 + (size_t)hs);
+    const float *base = j->part + (size_t)(j->n_pairs - 1 - pair) * j->nsplit * slot;
+    for (int32_t a = 0; a < na; a++) {
+        const int32_t t = j->order[first + a];
+        for (int32_t e = 0; e < group; e++) {
+            const int32_t i = a * group + e;
+            float m = -INFINITY, l = 0.0f;
+            for (int32_t sp = 0; sp < j->nsplit; sp++)
+                m = base[sp * slot + i] > m ? base[sp * slot + i] : m;
+            float *o = j->out + ((int64_t)t * j->n_heads + (int64_t)g * group + e) * hs;
+            for (int32_t d = 0; d < hs; d++)
+                o[d] = 0.0f;
+            for (int32_t sp = 0; sp < j->nsplit; sp++) {
+                const float *ps = base + sp * slot;
+                if (ps[i] == -INFINITY)
+                    continue;
+                const float w = att_exp(ps[i] - m);
+                l += ps[ATT_QT + i] * w;
+                const float *os = ps + 2 * ATT_QT + (size_t)i * hs;
+                for (int32_t d = 0; d < hs; d++)
+                    o[d] += os[d] * w;
+            }
+            const float inv = 1.0f / l;
+            for (int32_t d = 0; d < hs; d++)
+                o[d] *= inv;
+        }
+    }
+}
+
+void ATT_WORKER(void *arg, int ith, int nth)
+{
+    struct att_job *j = arg;
+    float *sc = j->scratch + (size_t)ith * j->per_thread;
+    for (;;) {
+        const int64_t it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (it >= j->n_items)
+            break;
+        // latest tiles first (they see the most keys): better balance at the end
+        const int64_t pair = j->n_pairs - 1 - it / j->nsplit;
+        const int64_t tile = pair / j->n_kv;
+        const int32_t s = att_seq_of_tile(j, tile);
+        att_tile(j, sc, s, tile - j->tile_start[s], (int32_t)(pair % j->n_kv),
+                 (int32_t)(it % j->nsplit), it);
+    }
+    if (j->nsplit == 1)
+        return;
+    if (nth > 1)
+        eng_tp_barrier(j->tp);
+    int64_t lo, hi;
+    eng_tp_range(j->n_pairs, 1, ith, nth, &lo, &hi);
+    for (int64_t pair = lo; pair < hi; pair++)
+        att_combine(j, pair);
+}

@@ -1,0 +1,718 @@
+/* engine/cpu/matmul_avx512.c: the AVX-512 level of the matmul module (AVX512F/BW/VL/DQ
+ * + VNNI + BF16; never AMX). Compiled only into orthod_cpu_avx512 with those -m flags and
+ * called only after features.c found them (eng_cpu_mm_new checks).
+ *
+ * Quantized weights (Q8_0, Q4_0): x is quantized once per call (canonical rounding,
+ * mm_impl.h); 32 output columns of weights are packed per K chunk into a panel of
+ * 4-byte groups [block][k/4][32 columns][4] (+ F32 scales [block][32]), then an
+ * R_T x 32 microkernel broadcasts 4 bytes of x and runs vpdpbusd against 16 columns x
+ * 4 k at a time: lanes are output columns, so there are no horizontal sums and each
+ * (row, column, block) integer sum is complete in one lane; the canonical fma then
+ * adds it to the column's F32 accumulator. vpdpbusd multiplies u8 by s8: Q8_0 weights
+ * are packed as w + 128 (u8) and every block's sum starts at -128 * sum(q_x); Q4_0
+ * nibbles are already u8 and start at -8 * sum(q_x). Decode (R = 1) runs the same code:
+ * packing costs about as much as the horizontal sums a row-wise kernel would need, and
+ * keeping one accumulation order makes results independent of batch size.
+ *
+ * Float weights: for R <= RV_F / RV_B (decode) a row-wise kernel streams weight rows
+ * once and FMAs them against every row of x (F16 via vcvtph2ps, BF16 via vdpbf16ps on x
+ * rounded to BF16); for larger R, panels [k][32 columns] (F32, F16 converted to F32, or
+ * BF16 pairs) feed an R_T x 32 FMA / vdpbf16ps microkernel. */
+#include "mm_impl.h"
+
+#include <immintrin.h>
+#include <stdlib.h>
+
+#define AI static inline __attribute__((always_inline))
+
+#define PW 32           /* output columns per panel */
+#define KCB 32          /* K chunk of a quantized panel, in 32-element blocks (32 KiB) */
+#define KCB_GEMV 16     /* the chunk for R <= RT_Q (measured: 32 is +8% for prefill,
+                           16 is +5% for decode) */
+#define KCF 256         /* K chunk of a float panel, in elements (32 KiB of F32) */
+#define KCP 128         /* K chunk of a BF16 panel, in pairs (16 KiB) */
+#define RT_Q 6          /* rows per quantized microkernel tile */
+#define RT_F 8          /* rows per float / BF16 microkernel tile */
+#define RV_F 6          /* R up to which F32/F16 weights use the row-wise (GEMV) kernel */
+#define RV_B 4          /* the same for BF16 (its vdpbf16ps GEMM wins from R = 5) */
+
+static const uint8_t zero_rows[KCB * sizeof(eng_block_q8_0) + 64];   /* stands in for rows >= N */
+
+static int64_t imin(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static int64_t round_up(int64_t v, int64_t m)
+{
+    return (v + m - 1) / m * m;
+}
+
+static __mmask16 col_mask(int64_t nc)
+{
+    return nc >= 16 ? (__mmask16)0xffff : nc <= 0 ? (__mmask16)0 : (__mmask16)((1u << nc) - 1);
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* quantized activations                                                                   */
+
+struct q_act {
+    int8_t *q;             /* (R, qs) */
+    float *dx;             /* (R, nb) */
+    int32_t *corr;         /* (R, nb): -128 (Q8_0) or -8 (Q4_0) times sum of the block's q */
+    size_t qs;             /* row stride of q */
+};
+
+static struct q_act q_layout(void *act, int64_t R, int64_t K)
+{
+    struct q_act a;
+    const size_t nb = (size_t)K / 32;
+    a.qs = (size_t)round_up(K, 64);
+    a.dx = act;
+    a.corr = (int32_t *)(a.dx + (size_t)R * nb);
+    a.q = (int8_t *)(a.corr + (size_t)R * nb);
+    return a;
+}
+
+/* roundf of v clamped to [-127, 127], as the canonical scalar code does it */
+AI __m512i round_q(__m512 v)
+{
+    v = _mm512_max_ps(v, _mm512_set1_ps(-127.0f));      // NaN -> -127, like the scalar code
+    v = _mm512_min_ps(v, _mm512_set1_ps(127.0f));
+    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m512 fr = _mm512_sub_ps(v, t);                      // exact
+    __mmask16 up = _mm512_cmp_ps_mask(fr, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    __mmask16 dn = _mm512_cmp_ps_mask(fr, _mm512_set1_ps(-0.5f), _CMP_LE_OQ);
+    t = _mm512_mask_add_ps(t, up, t, _mm512_set1_ps(1.0f));
+    t = _mm512_mask_sub_ps(t, dn, t, _mm512_set1_ps(1.0f));
+    return _mm512_cvttps_epi32(t);
+}
+
+/* One row: the canonical quantization (mm_impl.h), plus the per-block offset correction. */
+static void quant_row(const float *x, int64_t K, int8_t *q, float *dx, int32_t *corr, int32_t cm)
+{
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff);
+    for (int64_t b = 0; b < K / 32; b++) {
+        const __m512 v0 = _mm512_loadu_ps(x + b * 32), v1 = _mm512_loadu_ps(x + b * 32 + 16);
+        __m512i a = _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(v0), absm),
+                                     _mm512_and_si512(_mm512_castps_si512(v1), absm));
+        const float d = eng_fp32_from_bits((uint32_t)_mm512_reduce_max_epu32(a)) / 127.0f;
+        const __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        const __m512i q0 = round_q(_mm512_mul_ps(v0, id)), q1 = round_q(_mm512_mul_ps(v1, id));
+        _mm_storeu_si128((__m128i *)(q + b * 32), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(q + b * 32 + 16), _mm512_cvtepi32_epi8(q1));
+        dx[b] = eng_fp16_to_fp32(eng_fp32_to_fp16(d));
+        corr[b] = cm * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* quantized weight panels                                                                 */
+
+/* z[i] = [row i | row i+8] (8 dwords each); out[k] = dword k of rows 0..15. */
+AI void transpose_8x16_epi32(const __m512i z[8], __m512i out[8])
+{
+    static const int64_t ia[8] = {0, 1, 8, 9, 4, 5, 12, 13}, ib[8] = {2, 3, 10, 11, 6, 7, 14, 15};
+    const __m512i idxa = _mm512_loadu_si512(ia), idxb = _mm512_loadu_si512(ib);
+    __m512i t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]);
+    }
+    for (int g = 0; g < 2; g++) {   // rows 0-3 (g 0) and 4-7 (g 1) of each half
+        const __m512i *tg = t + 4 * g;
+        u[4 * g + 0] = _mm512_unpacklo_epi64(tg[0], tg[2]);   // dwords 0 | 4
+        u[4 * g + 1] = _mm512_unpackhi_epi64(tg[0], tg[2]);   // 1 | 5
+        u[4 * g + 2] = _mm512_unpacklo_epi64(tg[1], tg[3]);   // 2 | 6
+        u[4 * g + 3] = _mm512_unpackhi_epi64(tg[1], tg[3]);   // 3 | 7
+    }
+    for (int k = 0; k < 4; k++) {
+        out[k] = _mm512_permutex2var_epi64(u[k], idxa, u[k + 4]);
+        out[k + 4] = _mm512_permutex2var_epi64(u[k], idxb, u[k + 4]);
+    }
+}
+
+/* Packs blocks [kb0, kb0 + kbn) of columns n0 .. n0 + nc - 1 (nc <= 32): pw gets
+ * [b][kg][32][4] u8 (Q8_0: w + 128; Q4_0: the nibble), psc gets [b][32] F32 scales.
+ * Columns >= nc are packed as zero weights with zero scales. */
+static void pack_q(const struct mm_job *j, int64_t n0, int64_t nc, int64_t kb0, int kbn,
+                   uint8_t *pw, float *psc, int64_t n_end)
+{
+    // the next panel's rows [n0 + PW, n0 + 2 PW) are prefetched block by block, so
+    // DRAM streams the weights while this panel is transposed (32 strided row streams
+    // defeat the hardware prefetchers: 11 GB/s without, one thread)
+    const bool pf = n0 + 2 * PW <= n_end;
+    const size_t pfd = (size_t)PW * j->ws;
+    const bool q8 = j->dt == ENG_DTYPE_Q8_0;
+    const size_t bs = q8 ? sizeof(eng_block_q8_0) : sizeof(eng_block_q4_0);
+    const __m512i x80 = _mm512_set1_epi8((char)0x80), m4 = _mm512_set1_epi8(0x0f);
+    const __m512i sh4 = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    for (int h = 0; h * 16 < nc; h++) {
+        const uint8_t *rows[16];
+        for (int i = 0; i < 16; i++) {
+            const int64_t n = n0 + h * 16 + i;
+            rows[i] = n < n0 + nc ? j->w + (size_t)n * j->ws + (size_t)kb0 * bs : zero_rows;
+        }
+        for (int b = 0; b < kbn; b++) {
+            const size_t off = (size_t)b * bs;
+            if (pf)
+                for (int i = 0; i < 16; i++)
+                    _mm_prefetch((const char *)rows[i] + off + pfd, _MM_HINT_T0);
+            __m512i z[8], o[8];
+            for (int i = 0; i < 8; i++) {
+                if (q8) {
+                    __m256i lo = _mm256_loadu_si256((const __m256i *)(rows[i] + off + 2));
+                    __m256i hi = _mm256_loadu_si256((const __m256i *)(rows[i + 8] + off + 2));
+                    z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                } else {   // 16 bytes -> [lo nibbles (k 0-15) | hi nibbles (k 16-31)]
+                    __m128i lo = _mm_loadu_si128((const __m128i *)(rows[i] + off + 2));
+                    __m128i hi = _mm_loadu_si128((const __m128i *)(rows[i + 8] + off + 2));
+                    __m512i v = _mm512_inserti64x4(
+                        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(lo)),
+                        _mm256_broadcastsi128_si256(hi), 1);
+                    z[i] = _mm512_and_si512(_mm512_srlv_epi64(v, sh4), m4);
+                }
+            }
+            transpose_8x16_epi32(z, o);
+            uint8_t *dst = pw + (size_t)b * 1024 + (size_t)h * 64;
+            for (int k = 0; k < 8; k++)
+                _mm512_store_si512(dst + k * 128, q8 ? _mm512_xor_si512(o[k], x80) : o[k]);
+            uint16_t hs[16];
+            for (int i = 0; i < 16; i++)
+                memcpy(&hs[i], rows[i] + off, 2);
+            _mm512_store_ps(psc + b * 32 + h * 16,
+                            _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hs)));
+        }
+    }
+}
+
+/* Microkernel, tile rt rows x 16*C columns over kbn blocks of a packed panel.
+ * Per block it reads 8 x C zmm of weights (16 columns x 4 k each) and 8 x rt
+ * broadcast dwords of x, and runs 8*rt*C vpdpbusd into int32 accumulators that start
+ * at the block's offset correction; then per (row, column): the canonical
+ * acc = fma(float(isum), dw * dx, acc). Registers at rt = 6, C = 2: 12 int + 12 float
+ * accumulators + 2 weights + 2 scales (rt 4 and 6 measured equal). F32 accumulators
+ * live across the K chunk and go through `out` between chunks (first: start from 0). */
+AI void kq(const int rt, const int C, const uint8_t *pw, const float *psc, int kbn,
+           const int8_t *xq, size_t xqs, const float *xd, const int32_t *xc, size_t nbs,
+           float *out, size_t ldo, __mmask16 m0, __mmask16 m1, bool first)
+{
+    __m512 f[RT_Q][2];
+    for (int r = 0; r < rt; r++)
+        for (int c = 0; c < C; c++)
+            f[r][c] = first ? _mm512_setzero_ps()
+                            : _mm512_maskz_loadu_ps(c ? m1 : m0, out + r * ldo + c * 16);
+    for (int b = 0; b < kbn; b++) {
+        __m512i a[RT_Q][2];
+        for (int r = 0; r < rt; r++)
+            for (int c = 0; c < C; c++)
+                a[r][c] = _mm512_set1_epi32(xc[r * nbs + b]);
+        const uint8_t *wb = pw + (size_t)b * 1024;
+        const int8_t *xb = xq + b * 32;
+        for (int kg = 0; kg < 8; kg++) {
+            __m512i w[2];
+            for (int c = 0; c < C; c++)
+                w[c] = _mm512_load_si512(wb + kg * 128 + c * 64);
+            for (int r = 0; r < rt; r++) {
+                int32_t x4;
+                memcpy(&x4, xb + r * xqs + kg * 4, 4);
+                const __m512i xv = _mm512_set1_epi32(x4);
+                for (int c = 0; c < C; c++)
+                    a[r][c] = _mm512_dpbusd_epi32(a[r][c], w[c], xv);
+            }
+        }
+        __m512 s[2];
+        for (int c = 0; c < C; c++)
+            s[c] = _mm512_load_ps(psc + b * 32 + c * 16);
+        for (int r = 0; r < rt; r++) {
+            const __m512 dx = _mm512_set1_ps(xd[r * nbs + b]);
+            for (int c = 0; c < C; c++)
+                f[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[r][c]), _mm512_mul_ps(s[c], dx),
+                                          f[r][c]);
+        }
+    }
+    for (int r = 0; r < rt; r++)
+        for (int c = 0; c < C; c++)
+            _mm512_mask_storeu_ps(out + r * ldo + c * 16, c ? m1 : m0, f[r][c]);
+}
+
+#define KQ_ARGS pw, psc, kbn, xq, xqs, xd, xc, nbs, out, ldo, m0, m1, first
+static void kq_any(int rt, int C, const uint8_t *pw, const float *psc, int kbn, const int8_t *xq,
+                   size_t xqs, const float *xd, const int32_t *xc, size_t nbs, float *out,
+                   size_t ldo, __mmask16 m0, __mmask16 m1, bool first)
+{
+#define KQ_C(RT)                                                                            \
+    case RT:                                                                                \
+        C == 2 ? kq(RT, 2, KQ_ARGS) : kq(RT, 1, KQ_ARGS);                                   \
+        break;
+    switch (rt) {
+        KQ_C(1) KQ_C(2) KQ_C(3) KQ_C(4) KQ_C(5)
+    default:
+        C == 2 ? kq(RT_Q, 2, KQ_ARGS) : kq(RT_Q, 1, KQ_ARGS);
+        break;
+    }
+#undef KQ_C
+}
+
+static void run_q(const struct mm_job *j, int ith, int nth)
+{
+    const int64_t R = j->R, N = j->N, K = j->K, nb = K / 32;
+    const struct q_act a = q_layout(j->act, R, K);
+    int64_t lo, hi;
+    eng_tp_range(R, 1, ith, nth, &lo, &hi);
+    const int32_t cm = j->dt == ENG_DTYPE_Q8_0 ? -128 : -8;
+    for (int64_t r = lo; r < hi; r++)
+        quant_row(j->x + r * K, K, a.q + (size_t)r * a.qs, a.dx + r * nb, a.corr + r * nb, cm);
+    eng_tp_barrier(j->tp);
+
+    uint8_t *pw = j->pack + (size_t)ith * j->pack_bytes;
+    float *psc = (float *)(pw + KCB * 1024);
+    const int64_t kcb = R <= RT_Q ? KCB_GEMV : KCB;
+    eng_tp_range(N, 16, ith, nth, &lo, &hi);
+    for (int64_t n0 = lo; n0 < hi; n0 += PW) {
+        const int64_t nc = imin(PW, hi - n0);
+        const __mmask16 m0 = col_mask(nc), m1 = col_mask(nc - 16);
+        const int C = nc > 16 ? 2 : 1;
+        for (int64_t kb0 = 0; kb0 < nb; kb0 += kcb) {
+            const int kbn = (int)imin(kcb, nb - kb0);
+            pack_q(j, n0, nc, kb0, kbn, pw, psc, hi);
+            for (int64_t r0 = 0; r0 < R; r0 += RT_Q) {
+                const int rt = (int)imin(RT_Q, R - r0);
+                kq_any(rt, C, pw, psc, kbn, a.q + (size_t)r0 * a.qs + kb0 * 32, a.qs,
+                       a.dx + r0 * nb + kb0, a.corr + r0 * nb + kb0, (size_t)nb,
+                       j->out + r0 * N + n0, (size_t)N, m0, m1, kb0 == 0);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* float weights: row-wise kernel for decode                                               */
+
+/* Loads 16 weights of row p from element k as F32 (F32 or F16 storage); m masks a tail. */
+AI __m512 load_w16(bool f16, const uint8_t *p, int64_t k, __mmask16 m)
+{
+    if (f16)
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + k * 2));
+    return _mm512_maskz_loadu_ps(m, p + k * 4);
+}
+
+/* Rows n .. n+J-1 of F32/F16 weights against R rows of F32 x: per 16 k it loads J
+ * weight vectors (converted), and for every row of x one vector of x, R*J FMAs into
+ * R*J accumulators (<= 8 so FMA latency is hidden); one horizontal sum per output. */
+AI void gv_f(const int R, const int J, bool f16, const uint8_t *w, size_t ws, const float *x,
+             int64_t K, float *out, int64_t N, int64_t n)
+{
+    __m512 acc[RV_F][8];
+    const uint8_t *wr[8];
+    for (int jj = 0; jj < J; jj++)
+        wr[jj] = w + (size_t)(n + jj) * ws;
+    for (int r = 0; r < R; r++)
+        for (int jj = 0; jj < J; jj++)
+            acc[r][jj] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        for (int jj = 0; jj < J; jj++) {
+            const __m512 wv = load_w16(f16, wr[jj], k, 0xffff);
+            for (int r = 0; r < R; r++)
+                acc[r][jj] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + r * K + k), acc[r][jj]);
+        }
+    }
+    if (k < K) {
+        const __mmask16 m = col_mask(K - k);
+        for (int jj = 0; jj < J; jj++) {
+            const __m512 wv = load_w16(f16, wr[jj], k, m);
+            for (int r = 0; r < R; r++)
+                acc[r][jj] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + r * K + k),
+                                             acc[r][jj]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int jj = 0; jj < J; jj++)
+            out[r * N + n + jj] = _mm512_reduce_add_ps(acc[r][jj]);
+}
+
+static void gemv_f(const struct mm_job *j, int64_t lo, int64_t hi)
+{
+    const bool f16 = j->dt == ENG_DTYPE_F16;
+    const int64_t K = j->K, N = j->N;
+    int64_t n = lo;
+#define GV(RR, JJ)                                                                          \
+    do {                                                                                    \
+        for (; n + (JJ) <= hi; n += (JJ))                                                   \
+            f16 ? gv_f(RR, JJ, true, j->w, j->ws, j->x, K, j->out, N, n)                    \
+                : gv_f(RR, JJ, false, j->w, j->ws, j->x, K, j->out, N, n);                  \
+        for (; n < hi; n++)                                                                 \
+            f16 ? gv_f(RR, 1, true, j->w, j->ws, j->x, K, j->out, N, n)                     \
+                : gv_f(RR, 1, false, j->w, j->ws, j->x, K, j->out, N, n);                   \
+    } while (0)
+    switch (j->R) {   // R*J <= 16 accumulators, >= 8 chains
+    case 1: GV(1, 8); break;
+    case 2: GV(2, 4); break;
+    case 3: GV(3, 4); break;
+    case 4: GV(4, 2); break;
+    case 5: GV(5, 2); break;
+    default: GV(6, 2); break;
+    }
+#undef GV
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* float weights: packed panels for prefill                                                */
+
+/* r[i] = 16 floats of row i; on return r[c] = column c (16x16 transpose, 64 shuffles). */
+AI void transpose_16x16(__m512 r[16])
+{
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) {   // rows 4g .. 4g+3; u[4g+e] = element e of each lane
+        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+    }
+    for (int e = 0; e < 4; e++) {
+        const __m512 alo = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);
+        const __m512 ahi = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xdd);
+        const __m512 blo = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
+        const __m512 bhi = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xdd);
+        r[e] = _mm512_shuffle_f32x4(alo, blo, 0x88);
+        r[8 + e] = _mm512_shuffle_f32x4(alo, blo, 0xdd);
+        r[4 + e] = _mm512_shuffle_f32x4(ahi, bhi, 0x88);
+        r[12 + e] = _mm512_shuffle_f32x4(ahi, bhi, 0xdd);
+    }
+}
+
+/* pw[k][32] = F32 weights of columns n0 .. n0+nc-1, k in [k0, k0 + kcn); zero beyond nc. */
+static void pack_f(const struct mm_job *j, int64_t n0, int64_t nc, int64_t k0, int64_t kcn,
+                   float *pw)
+{
+    const bool f16 = j->dt == ENG_DTYPE_F16;
+    for (int h = 0; h * 16 < nc; h++) {
+        for (int64_t kk = 0; kk < kcn; kk += 16) {
+            const __mmask16 m = col_mask(kcn - kk);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) {
+                const int64_t n = n0 + h * 16 + i;
+                r[i] = n < n0 + nc ? load_w16(f16, j->w + (size_t)n * j->ws, k0 + kk, m)
+                                   : _mm512_setzero_ps();
+            }
+            transpose_16x16(r);
+            for (int i = 0; i < 16; i++)
+                _mm512_store_ps(pw + (kk + i) * PW + h * 16, r[i]);
+        }
+    }
+}
+
+/* Microkernel, tile rt rows x 16*C columns over kcn k of an F32 panel: per k, C weight
+ * loads, rt broadcasts of x, rt*C FMAs (rt = 8, C = 2: 16 accumulators). */
+AI void kf(const int rt, const int C, const float *pw, int64_t kcn, const float *x, size_t ldx,
+           float *out, size_t ldo, __mmask16 m0, __mmask16 m1, bool first)
+{
+    __m512 f[RT_F][2];
+    for (int r = 0; r < rt; r++)
+        for (int c = 0; c < C; c++)
+            f[r][c] = first ? _mm512_setzero_ps()
+                            : _mm512_maskz_loadu_ps(c ? m1 : m0, out + r * ldo + c * 16);
+    for (int64_t k = 0; k < kcn; k++) {
+        __m512 w[2];
+        for (int c = 0; c < C; c++)
+            w[c] = _mm512_load_ps(pw + k * PW + c * 16);
+        for (int r = 0; r < rt; r++) {
+            const __m512 xv = _mm512_set1_ps(x[r * ldx + k]);
+            for (int c = 0; c < C; c++)
+                f[r][c] = _mm512_fmadd_ps(w[c], xv, f[r][c]);
+        }
+    }
+    for (int r = 0; r < rt; r++)
+        for (int c = 0; c < C; c++)
+            _mm512_mask_storeu_ps(out + r * ldo + c * 16, c ? m1 : m0, f[r][c]);
+}
+
+#define KF_ARGS pw, kcn, x, ldx, out, ldo, m0, m1, first
+static void kf_any(int rt, int C, const float *pw, int64_t kcn, const float *x, size_t ldx,
+                   float *out, size_t ldo, __mmask16 m0, __mmask16 m1, bool first)
+{
+    if (C == 2) {
+        switch (rt) {
+        case 1: kf(1, 2, KF_ARGS); break;
+        case 2: kf(2, 2, KF_ARGS); break;
+        case 3: kf(3, 2, KF_ARGS); break;
+        case 4: kf(4, 2, KF_ARGS); break;
+        case 5: kf(5, 2, KF_ARGS); break;
+        case 6: kf(6, 2, KF_ARGS); break;
+        case 7: kf(7, 2, KF_ARGS); break;
+        default: kf(8, 2, KF_ARGS); break;
+        }
+    } else {
+        switch (rt) {
+        case 1: kf(1, 1, KF_ARGS); break;
+        case 2: kf(2, 1, KF_ARGS); break;
+        case 3: kf(3, 1, KF_ARGS); break;
+        case 4: kf(4, 1, KF_ARGS); break;
+        case 5: kf(5, 1, KF_ARGS); break;
+        case 6: kf(6, 1, KF_ARGS); break;
+        case 7: kf(7, 1, KF_ARGS); break;
+        default: kf(8, 1, KF_ARGS); break;
+        }
+    }
+}
+
+static void run_f(const struct mm_job *j, int ith, int nth)
+{
+    const int64_t R = j->R, N = j->N, K = j->K;
+    int64_t lo, hi;
+    eng_tp_range(N, 16, ith, nth, &lo, &hi);
+    if (R <= RV_F) {
+        gemv_f(j, lo, hi);
+        return;
+    }
+    float *pw = (float *)(j->pack + (size_t)ith * j->pack_bytes);
+    for (int64_t n0 = lo; n0 < hi; n0 += PW) {
+        const int64_t nc = imin(PW, hi - n0);
+        const __mmask16 m0 = col_mask(nc), m1 = col_mask(nc - 16);
+        const int C = nc > 16 ? 2 : 1;
+        for (int64_t k0 = 0; k0 < K; k0 += KCF) {
+            const int64_t kcn = imin(KCF, K - k0);
+            pack_f(j, n0, nc, k0, kcn, pw);
+            for (int64_t r0 = 0; r0 < R; r0 += RT_F)
+                kf_any((int)imin(RT_F, R - r0), C, pw, kcn, j->x + r0 * K + k0, (size_t)K,
+                       j->out + r0 * N + n0, (size_t)N, m0, m1, k0 == 0);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* BF16 weights: x rounded to BF16 (RNE), products summed in F32 by vdpbf16ps              */
+
+static size_t bf_stride(int64_t K)   /* BF16 elements per converted row of x */
+{
+    return (size_t)round_up(K, 32);
+}
+
+static void bf16_row(const float *x, int64_t K, uint16_t *dst)
+{
+    for (int64_t k = 0; k < K; k += 32) {
+        const __m512 a = _mm512_maskz_loadu_ps(col_mask(K - k), x + k);
+        const __m512 b = _mm512_maskz_loadu_ps(col_mask(K - k - 16), x + k + 16);
+        _mm512_storeu_si512(dst + k, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+    }
+}
+
+/* Row-wise BF16 kernel (decode): per 32 k, J weight vectors, R x vectors, R*J vdpbf16ps. */
+AI void gv_bf(const int R, const int J, const uint8_t *w, size_t ws, const uint16_t *xb,
+              size_t xs, int64_t K, float *out, int64_t N, int64_t n)
+{
+    __m512 acc[RV_B][8];
+    const uint8_t *wr[8];
+    for (int jj = 0; jj < J; jj++)
+        wr[jj] = w + (size_t)(n + jj) * ws;
+    for (int r = 0; r < R; r++)
+        for (int jj = 0; jj < J; jj++)
+            acc[r][jj] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k += 32) {
+        const __mmask32 m = K - k >= 32 ? 0xffffffffu : (__mmask32)((1u << (K - k)) - 1);
+        for (int jj = 0; jj < J; jj++) {
+            const __m512i wv = _mm512_maskz_loadu_epi16(m, wr[jj] + k * 2);
+            for (int r = 0; r < R; r++)
+                acc[r][jj] = _mm512_dpbf16_ps(acc[r][jj], (__m512bh)wv,
+                                              (__m512bh)_mm512_loadu_si512(xb + r * xs + k));
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int jj = 0; jj < J; jj++)
+            out[r * N + n + jj] = _mm512_reduce_add_ps(acc[r][jj]);
+}
+
+static void gemv_bf(const struct mm_job *j, const uint16_t *xb, int64_t lo, int64_t hi)
+{
+    const int64_t K = j->K, N = j->N;
+    const size_t xs = bf_stride(K);
+    int64_t n = lo;
+#define GV(RR, JJ)                                                                          \
+    do {                                                                                    \
+        for (; n + (JJ) <= hi; n += (JJ))                                                   \
+            gv_bf(RR, JJ, j->w, j->ws, xb, xs, K, j->out, N, n);                            \
+        for (; n < hi; n++)                                                                 \
+            gv_bf(RR, 1, j->w, j->ws, xb, xs, K, j->out, N, n);                             \
+    } while (0)
+    switch (j->R) {   // R*J <= 16 accumulators, >= 8 chains
+    case 1: GV(1, 8); break;
+    case 2: GV(2, 4); break;
+    case 3: GV(3, 4); break;
+    default: GV(4, 2); break;
+    }
+#undef GV
+}
+
+/* pw[p][32] = BF16 pairs (k = 2p, 2p+1) of columns n0 .. n0+nc-1, pairs [p0, p0 + pcn). */
+static void pack_bf(const struct mm_job *j, int64_t n0, int64_t nc, int64_t p0, int64_t pcn,
+                    uint32_t *pw)
+{
+    const int64_t K = j->K, full = K / 2;   // pairs lying wholly inside a row
+    for (int h = 0; h * 16 < nc; h++) {
+        for (int64_t pp = 0; pp < pcn; pp += 16) {
+            const __mmask16 m = col_mask(imin(pcn - pp, full - (p0 + pp)));
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) {
+                const int64_t n = n0 + h * 16 + i;
+                r[i] = n < n0 + nc ? _mm512_maskz_loadu_ps(m, j->w + (size_t)n * j->ws +
+                                                                  (size_t)(p0 + pp) * 4)
+                                   : _mm512_setzero_ps();
+            }
+            transpose_16x16(r);
+            for (int i = 0; i < 16; i++)
+                _mm512_store_ps((float *)(pw + (pp + i) * PW + h * 16), r[i]);
+        }
+    }
+    if (K % 2 && full >= p0 && full < p0 + pcn) {   // odd K: last pair is (w[K-1], 0)
+        for (int64_t i = 0; i < nc; i++) {
+            uint16_t v;
+            memcpy(&v, j->w + (size_t)(n0 + i) * j->ws + (size_t)(K - 1) * 2, 2);
+            pw[(full - p0) * PW + i] = v;
+        }
+    }
+}
+
+/* Microkernel, rt rows x 16*C columns over pcn pairs: C weight loads, rt broadcast
+ * pairs of x, rt*C vdpbf16ps per pair of k. */
+AI void kb(const int rt, const int C, const uint32_t *pw, int64_t pcn, const uint32_t *x,
+           size_t ldx, float *out, size_t ldo, __mmask16 m0, __mmask16 m1, bool first)
+{
+    __m512 f[RT_F][2];
+    for (int r = 0; r < rt; r++)
+        for (int c = 0; c < C; c++)
+            f[r][c] = first ? _mm512_setzero_ps()
+                            : _mm512_maskz_loadu_ps(c ? m1 : m0, out + r * ldo + c * 16);
+    for (int64_t p = 0; p < pcn; p++) {
+        __m512i w[2];
+        for (int c = 0; c < C; c++)
+            w[c] = _mm512_load_si512(pw + p * PW + c * 16);
+        for (int r = 0; r < rt; r++) {
+            const __m512i xv = _mm512_set1_epi32((int)x[r * ldx + p]);
+            for (int c = 0; c < C; c++)
+                f[r][c] = _mm512_dpbf16_ps(f[r][c], (__m512bh)w[c], (__m512bh)xv);
+        }
+    }
+    for (int r = 0; r < rt; r++)
+        for (int c = 0; c < C; c++)
+            _mm512_mask_storeu_ps(out + r * ldo + c * 16, c ? m1 : m0, f[r][c]);
+}
+
+#define KB_ARGS pw, pcn, x, ldx, out, ldo, m0, m1, first
+static void kb_any(int rt, int C, const uint32_t *pw, int64_t pcn, const uint32_t *x,
+                   size_t ldx, float *out, size_t ldo, __mmask16 m0, __mmask16 m1, bool first)
+{
+    if (C == 2) {
+        switch (rt) {
+        case 1: kb(1, 2, KB_ARGS); break;
+        case 2: kb(2, 2, KB_ARGS); break;
+        case 3: kb(3, 2, KB_ARGS); break;
+        case 4: kb(4, 2, KB_ARGS); break;
+        case 5: kb(5, 2, KB_ARGS); break;
+        case 6: kb(6, 2, KB_ARGS); break;
+        case 7: kb(7, 2, KB_ARGS); break;
+        default: kb(8, 2, KB_ARGS); break;
+        }
+    } else {
+        switch (rt) {
+        case 1: kb(1, 1, KB_ARGS); break;
+        case 2: kb(2, 1, KB_ARGS); break;
+        case 3: kb(3, 1, KB_ARGS); break;
+        case 4: kb(4, 1, KB_ARGS); break;
+        case 5: kb(5, 1, KB_ARGS); break;
+        case 6: kb(6, 1, KB_ARGS); break;
+        case 7: kb(7, 1, KB_ARGS); break;
+        default: kb(8, 1, KB_ARGS); break;
+        }
+    }
+}
+
+static void run_bf(const struct mm_job *j, int ith, int nth)
+{
+    const int64_t R = j->R, N = j->N, K = j->K;
+    uint16_t *xb = j->act;
+    const size_t xs = bf_stride(K);
+    int64_t lo, hi;
+    eng_tp_range(R, 1, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++)
+        bf16_row(j->x + r * K, K, xb + (size_t)r * xs);
+    eng_tp_barrier(j->tp);
+    eng_tp_range(N, 16, ith, nth, &lo, &hi);
+    if (R <= RV_B) {
+        gemv_bf(j, xb, lo, hi);
+        return;
+    }
+    uint32_t *pw = (uint32_t *)(j->pack + (size_t)ith * j->pack_bytes);
+    const int64_t np = (K + 1) / 2;
+    for (int64_t n0 = lo; n0 < hi; n0 += PW) {
+        const int64_t nc = imin(PW, hi - n0);
+        const __mmask16 m0 = col_mask(nc), m1 = col_mask(nc - 16);
+        const int C = nc > 16 ? 2 : 1;
+        for (int64_t p0 = 0; p0 < np; p0 += KCP) {
+            const int64_t pcn = imin(KCP, np - p0);
+            pack_bf(j, n0, nc, p0, pcn, pw);
+            for (int64_t r0 = 0; r0 < R; r0 += RT_F)
+                kb_any((int)imin(RT_F, R - r0), C, pw, pcn,
+                       (const uint32_t *)(xb + (size_t)r0 * xs) + p0, xs / 2,
+                       j->out + r0 * N + n0, (size_t)N, m0, m1, p0 == 0);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------- */
+
+static size_t act_bytes(enum eng_dtype dt, int64_t R, int64_t K)
+{
+    size_t rows;
+    switch (dt) {
+    case ENG_DTYPE_Q8_0:
+    case ENG_DTYPE_Q4_0:    // q (R, round_up(K, 64)) + dx, corr (R, K/32)
+        if (__builtin_mul_overflow((size_t)R, (size_t)round_up(K, 64) + (size_t)K / 32 * 8, &rows))
+            return SIZE_MAX;
+        return rows;
+    case ENG_DTYPE_BF16:
+        if (__builtin_mul_overflow((size_t)R, bf_stride(K) * 2, &rows))
+            return SIZE_MAX;
+        return rows;
+    default:
+        return 0;
+    }
+}
+
+static size_t pack_bytes(enum eng_dtype dt, int64_t R, int64_t K)
+{
+    (void)K;
+    switch (dt) {
+    case ENG_DTYPE_Q8_0:
+    case ENG_DTYPE_Q4_0: return KCB * 1024 + KCB * PW * sizeof(float);
+    case ENG_DTYPE_BF16: return R <= RV_B ? 0 : KCP * PW * sizeof(uint32_t);
+    default: return R <= RV_F ? 0 : KCF * PW * sizeof(float);
+    }
+}
+
+static void worker(void *arg, int ith, int nth)
+{
+    const struct mm_job *j = arg;
+    switch (j->dt) {
+    case ENG_DTYPE_Q8_0:
+    case ENG_DTYPE_Q4_0: run_q(j, ith, nth); break;
+    case ENG_DTYPE_BF16: run_bf(j, ith, nth); break;
+    default: run_f(j, ith, nth); break;
+    }
+}
+
+static const struct mm_level_ops avx512_ops = {
+    .name = "avx512",
+    .act_bytes = act_bytes,
+    .pack_bytes = pack_bytes,
+    .worker = worker,
+};
+
+const struct mm_level_ops *eng_cpu_mm_ops_avx512(void)
+{
+    return &avx512_ops;
+}
