@@ -1005,6 +1005,9 @@ static float *run_logits(const char *path, const int32_t *toks, int n, int32_t *
     p.n_seq_max = 1;
     p.n_batch = 16;
     p.n_out_max = 16;
+    // F32 cache: the two loaders run different (equally valid) summation orders, and an
+    // F16 cache can round a K/V element differently; F32 keeps the comparison at 1e-5
+    p.kv_format = ENG_KV_F32;
     eng_ctx_t *c = NULL;
     if (eng_ctx_new(m, &p, &c, &eb) != 0)
         fail_msg("ctx: %s", eb.msg);

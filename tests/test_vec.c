@@ -28,8 +28,8 @@ static void check_level(enum eng_cpu_level lvl)
     const int64_t lens[] = {1, 7, 15, 16, 17, 31, 64, 100, 1000, 4099};
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         const int64_t n = lens[li];
-        float *g = malloc(sizeof(float) * n), *u = malloc(sizeof(float) * n);
-        float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+        float *g = malloc(sizeof(float) * (size_t)n), *u = malloc(sizeof(float) * (size_t)n);
+        float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
         for (int64_t i = 0; i < n; i++) {
             g[i] = frand(&seed, -30.0f, 30.0f);
             u[i] = frand(&seed, -2.0f, 2.0f);
@@ -55,6 +55,13 @@ static void check_level(enum eng_cpu_level lvl)
         v.rmsnorm(b, g, u, 1e-5f, n);
         for (int64_t i = 0; i < n; i++)
             assert_true(fabsf(a[i] - b[i]) <= 1e-6f * fabsf(a[i]) + 1e-30f);
+        uint16_t *ha = malloc(sizeof(uint16_t) * (size_t)n), *hb = malloc(sizeof(uint16_t) * (size_t)n);
+        for (int64_t i = 0; i < n; i++)   // normal, subnormal-bound, overflowing and tiny values
+            g[i] = frand(&seed, -1.0f, 1.0f) * powf(2.0f, (float)((int)frand(&seed, -30, 18)));
+        ref.f32_to_f16(ha, g, n);
+        v.f32_to_f16(hb, g, n);
+        assert_memory_equal(ha, hb, 2 * (size_t)n);
+        free(ha), free(hb);
         free(g), free(u), free(a), free(b);
     }
 }

@@ -140,6 +140,7 @@ struct rows_job {
     const eng_tensor_t *tw;
     const struct eng_rope_params *rp;
     int32_t n_heads;
+    const eng_tensor_t *kc, *vc;   /* kv_write: the layer's cache tensors */
 };
 
 static void rows_worker(void *arg, int ith, int nth)
@@ -278,23 +279,38 @@ static int cpu_rope(eng_backend_t *be, eng_tensor_t *x, int32_t n_heads,
     return 0;
 }
 
+/* K and V rows of tokens [lo, hi) into their cache slots (F32 copy or F16 conversion). */
+static void kv_write_rows(struct rows_job *j, int64_t lo, int64_t hi)
+{
+    const eng_tensor_t *kc = j->kc, *vc = j->vc;
+    const int64_t row = j->cols;
+    for (int64_t t = lo; t < hi; t++) {
+        const size_t slot = (size_t)j->cpu->step.kv_slot[t];
+        char *kd = (char *)kc->data + slot * kc->nb[1], *vd = (char *)vc->data + slot * vc->nb[1];
+        const float *ks = j->a + t * row, *vs = j->b + t * row;
+        if (kc->dtype == ENG_DTYPE_F16) {
+            j->cpu->vec->f32_to_f16((uint16_t *)kd, ks, row);
+            j->cpu->vec->f32_to_f16((uint16_t *)vd, vs, row);
+        } else {
+            eng_row_from_f32(kc->dtype, ks, kd, row);
+            eng_row_from_f32(vc->dtype, vs, vd, row);
+        }
+    }
+}
+
 static int cpu_kv_write(eng_backend_t *be, eng_kv_storage_t *kv, int32_t layer,
                         const eng_tensor_t *k, const eng_tensor_t *v)
 {
     struct eng_cpu *cpu = CPU(be);
     if (!cpu->in_step || k->ne[1] != cpu->step.n_tokens)
         return ERR_INVAL;
-    eng_tensor_t *kc = &kv->k[layer], *vc = &kv->v[layer];
-    const int64_t row = k->ne[0];
-    for (int32_t t = 0; t < cpu->step.n_tokens; t++) {
-        int64_t slot = cpu->step.kv_slot[t];
-        if (slot >= kc->ne[1])
+    const eng_tensor_t *kc = &kv->k[layer], *vc = &kv->v[layer];
+    for (int32_t t = 0; t < cpu->step.n_tokens; t++)
+        if (cpu->step.kv_slot[t] >= kc->ne[1])
             return ERR_INVAL;
-        eng_row_from_f32(kc->dtype, (const float *)k->data + t * row,
-                         (char *)kc->data + (size_t)slot * kc->nb[1], row);
-        eng_row_from_f32(vc->dtype, (const float *)v->data + t * row,
-                         (char *)vc->data + (size_t)slot * vc->nb[1], row);
-    }
+    struct rows_job j = {.fn = kv_write_rows, .rows = k->ne[1], .a = k->data, .b = v->data,
+                         .cols = k->ne[0], .cpu = cpu, .kc = kc, .vc = vc};
+    run_rows(cpu, &j);
     return 0;
 }
 

@@ -14,7 +14,11 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-#define SPIN_BEFORE_SLEEP 200000   /* pause iterations (~ a few ms) before a worker sleeps */
+/* Waiting: spin briefly (ops of a step come back to back, microseconds apart), then yield
+ * the core on every check (another thread may need it: with more runnable threads than
+ * cores a pure spinner stalls the thread it waits for), then sleep on the condvar. */
+#define SPIN_PAUSES 4096          /* ~100 us of PAUSE before yielding */
+#define YIELDS_BEFORE_SLEEP 2000  /* ~ms of sched_yield before a worker sleeps */
 
 struct worker {
     eng_tp_t *tp;
@@ -48,8 +52,12 @@ static void *worker_main(void *p)
         int spins = 0;
         while ((g = atomic_load_explicit(&tp->gen, memory_order_acquire)) == seen &&
                !atomic_load_explicit(&tp->stop, memory_order_acquire)) {
-            if (++spins < SPIN_BEFORE_SLEEP) {
+            if (++spins < SPIN_PAUSES) {
                 CPU_RELAX();
+                continue;
+            }
+            if (spins < SPIN_PAUSES + YIELDS_BEFORE_SLEEP) {
+                sched_yield();
                 continue;
             }
             pthread_mutex_lock(&tp->mu);
@@ -138,11 +146,10 @@ void eng_tp_run(eng_tp_t *tp, eng_tp_fn fn, void *arg)
     fn(arg, 0, tp->n);
     int spins = 0;
     while (atomic_load_explicit(&tp->pending, memory_order_acquire) > 0) {
-        CPU_RELAX();
-        if (++spins > 100000) {   // a worker was descheduled: stop burning our core
-            sched_yield();
-            spins = 0;
-        }
+        if (++spins < SPIN_PAUSES)
+            CPU_RELAX();
+        else
+            sched_yield();   // a worker is not running: give it our core
     }
 }
 
@@ -158,10 +165,9 @@ void eng_tp_barrier(eng_tp_t *tp)
     }
     int spins = 0;
     while (atomic_load_explicit(&tp->bar_gen, memory_order_acquire) == g) {
-        CPU_RELAX();
-        if (++spins > 100000) {
+        if (++spins < SPIN_PAUSES)
+            CPU_RELAX();
+        else
             sched_yield();
-            spins = 0;
-        }
     }
 }

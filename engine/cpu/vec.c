@@ -35,12 +35,19 @@ static void rmsnorm_scalar(float *out, const float *x, const float *w, float eps
         out[i] = x[i] * s * w[i];
 }
 
+static void f32_to_f16_scalar(uint16_t *out, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = eng_fp32_to_fp16(x[i]);
+}
+
 void eng_cpu_vec_scalar(struct eng_cpu_vec *v)
 {
     v->silu_mul = silu_mul_scalar;
     v->add = add_scalar;
     v->exp_sum = exp_sum_scalar;
     v->rmsnorm = rmsnorm_scalar;
+    v->f32_to_f16 = f32_to_f16_scalar;
 }
 
 void eng_cpu_vec_init(enum eng_cpu_level level, struct eng_cpu_vec *v)

@@ -16,6 +16,9 @@ struct eng_cpu_vec {
     float (*exp_sum)(float *x, float m, int64_t n);
     /* out[i] = x[i] * s * w[i] with s = 1/sqrt(mean(x^2) + eps): RMSNorm of one row */
     void (*rmsnorm)(float *out, const float *x, const float *w, float eps, int64_t n);
+    /* out[i] = fp16(x[i]), round to nearest even (bit-identical to eng_fp32_to_fp16 for
+     * every non-NaN input): the F16 KV-cache write */
+    void (*f32_to_f16)(uint16_t *out, const float *x, int64_t n);
 };
 
 void eng_cpu_vec_init(enum eng_cpu_level level, struct eng_cpu_vec *v);

@@ -93,10 +93,22 @@ static void rmsnorm_avx2(float *out, const float *x, const float *w, float eps, 
         out[i] = x[i] * sc * w[i];
 }
 
+static void f32_to_f16_avx2(uint16_t *out, const float *x, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++)
+        out[i] = eng_fp32_to_fp16(x[i]);
+}
+
 void eng_cpu_vec_avx2(struct eng_cpu_vec *v)
 {
     v->silu_mul = silu_mul_avx2;
     v->add = add_avx2;
     v->exp_sum = exp_sum_avx2;
     v->rmsnorm = rmsnorm_avx2;
+    v->f32_to_f16 = f32_to_f16_avx2;
 }

@@ -96,10 +96,22 @@ static void rmsnorm_avx512(float *out, const float *x, const float *w, float eps
         out[i] = x[i] * sc * w[i];
 }
 
+static void f32_to_f16_avx512(uint16_t *out, const float *x, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(out + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(x + i),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++)
+        out[i] = eng_fp32_to_fp16(x[i]);
+}
+
 void eng_cpu_vec_avx512(struct eng_cpu_vec *v)
 {
     v->silu_mul = silu_mul_avx512;
     v->add = add_avx512;
     v->exp_sum = exp_sum_avx512;
     v->rmsnorm = rmsnorm_avx512;
+    v->f32_to_f16 = f32_to_f16_avx512;
 }
