@@ -10,7 +10,7 @@ PACKAGES="
 build-essential meson ninja-build pkg-config git
 libuv1-dev libmicrohttpd-dev libjansson-dev libinih-dev libsystemd-dev libutf8proc-dev
 libcmocka-dev curl libcurl4-openssl-dev
-python3 python3-numpy python3-torch python3-yaml
+python3 python3-numpy python3-yaml
 clang libclang-rt-14-dev
 "
 
