@@ -140,17 +140,7 @@ static int type_size(uint32_t t)
 #define ESC_MAX 96
 static const char *esc(char out[ESC_MAX], const char *s, size_t len)
 {
-    size_t o = 0, lim = ESC_MAX - 4;
-    for (size_t i = 0; i < len && o < lim; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[o++] = (c < 0x20 || c == 0x7f || c == '\'') ? '?' : (char)c;
-    }
-    if (len > lim) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
-    return out;
+    return err_escape(out, ESC_MAX, s, len);
 }
 
 static uint64_t fnv1a(const char *s, size_t len)

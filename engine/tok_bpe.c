@@ -5,6 +5,7 @@
  * to GPT-2's printable stand-in characters, then merge adjacent symbols by merge rank
  * (lowest first, ties leftmost) and emit the final symbols as tokens.
  * Cost: O(n log n) for n input bytes. Built only with libutf8proc. */
+#include "heap.h"
 #include "tokenizer_impl.h"
 #include "unicode.h"
 
@@ -193,58 +194,12 @@ struct bpe_pair {
     uint32_t size;
 };
 
-struct bpe_heap {
-    struct bpe_pair *a;
-    size_t n, cap;
-};
-
 static bool pair_before(const struct bpe_pair *x, const struct bpe_pair *y)
 {
     return x->rank < y->rank || (x->rank == y->rank && x->left < y->left);
 }
 
-static int heap_push(struct bpe_heap *h, struct bpe_pair p)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        struct bpe_pair *a = realloc(h->a, cap * sizeof *a);
-        if (!a)
-            return ERR_NOMEM;
-        h->a = a;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_before(&p, &h->a[parent]))
-            break;
-        h->a[i] = h->a[parent];
-        i = parent;
-    }
-    h->a[i] = p;
-    return 0;
-}
-
-static struct bpe_pair heap_pop(struct bpe_heap *h)
-{
-    struct bpe_pair top = h->a[0];
-    struct bpe_pair last = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && pair_before(&h->a[c + 1], &h->a[c]))
-            c++;
-        if (!pair_before(&h->a[c], &last))
-            break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n > 0)
-        h->a[i] = last;
-    return top;
-}
+ENG_HEAP_DEFINE(bpe_heap, struct bpe_pair, pair_before)
 
 static int try_pair(const eng_vocab_t *v, const char *w, const struct bpe_sym *sym,
                     struct bpe_heap *h, char *key, int32_t left, int32_t right)
@@ -255,7 +210,7 @@ static int try_pair(const eng_vocab_t *v, const char *w, const struct bpe_sym *s
                                                w + sym[right].off, sym[right].n, key);
     if (rank < 0)
         return 0;
-    return heap_push(h, (struct bpe_pair){rank, left, right, sym[left].n + sym[right].n});
+    return bpe_heap_push(h, (struct bpe_pair){rank, left, right, sym[left].n + sym[right].n});
 }
 
 /* BPE over one byte-mapped word w[0..n). */
@@ -283,7 +238,7 @@ static int encode_word(const eng_vocab_t *v, const char *w, size_t n, struct bpe
         if ((rc = try_pair(v, w, sym, h, key, i - 1, i)) < 0)
             return rc;
     while (h->n > 0) {
-        const struct bpe_pair p = heap_pop(h);
+        const struct bpe_pair p = bpe_heap_pop(h);
         struct bpe_sym *l = &sym[p.left], *r = &sym[p.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != p.size)
             continue;       // stale

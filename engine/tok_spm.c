@@ -6,6 +6,7 @@
  * Cost: O(n log n) for n input bytes (a binary heap of candidate pairs over a linked list
  * of symbols); every candidate lookup is one hash probe, skipped when longer than the
  * longest token. */
+#include "heap.h"
 #include "tokenizer_impl.h"
 #include "unicode.h"
 
@@ -23,59 +24,13 @@ struct spm_pair {
     uint32_t size;           /* bytes of the merged text when queued */
 };
 
-struct spm_heap {
-    struct spm_pair *a;
-    size_t n, cap;
-};
-
 /* true when x should be popped before y: higher score, then leftmost */
 static bool pair_before(const struct spm_pair *x, const struct spm_pair *y)
 {
     return x->score > y->score || (x->score == y->score && x->left < y->left);
 }
 
-static int heap_push(struct spm_heap *h, struct spm_pair p)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        struct spm_pair *a = realloc(h->a, cap * sizeof *a);
-        if (!a)
-            return ERR_NOMEM;
-        h->a = a;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_before(&p, &h->a[parent]))
-            break;
-        h->a[i] = h->a[parent];
-        i = parent;
-    }
-    h->a[i] = p;
-    return 0;
-}
-
-static struct spm_pair heap_pop(struct spm_heap *h)
-{
-    struct spm_pair top = h->a[0];
-    struct spm_pair last = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && pair_before(&h->a[c + 1], &h->a[c]))
-            c++;
-        if (!pair_before(&h->a[c], &last))
-            break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n > 0)
-        h->a[i] = last;
-    return top;
-}
+ENG_HEAP_DEFINE(spm_heap, struct spm_pair, pair_before)
 
 static int try_pair(const eng_vocab_t *v, const char *text, const struct spm_sym *sym,
                     struct spm_heap *h, int32_t left, int32_t right)
@@ -88,7 +43,7 @@ static int try_pair(const eng_vocab_t *v, const char *text, const struct spm_sym
     const int32_t id = eng__vocab_find(v, text + sym[left].off, size);
     if (id < 0)
         return 0;
-    return heap_push(h, (struct spm_pair){v->score[id], left, right, size});
+    return spm_heap_push(h, (struct spm_pair){v->score[id], left, right, size});
 }
 
 int eng__tok_spm_encode(const eng_vocab_t *v, const char *text, size_t len, bool space_prefix,
@@ -148,7 +103,7 @@ int eng__tok_spm_encode(const eng_vocab_t *v, const char *text, size_t len, bool
         if ((rc = try_pair(v, e, sym, &h, i - 1, i)) < 0)
             goto out;
     while (h.n > 0) {
-        const struct spm_pair p = heap_pop(&h);
+        const struct spm_pair p = spm_heap_pop(&h);
         struct spm_sym *l = &sym[p.left], *r = &sym[p.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != p.size)
             continue;       // stale: one side was merged since
