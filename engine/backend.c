@@ -56,11 +56,6 @@ bool eng_backend_supports_matmul(const eng_backend_t *be, enum eng_dtype t)
     return be->ops->supports_matmul((eng_backend_t *)be, t);
 }
 
-bool eng_backend_supports_kv(const eng_backend_t *be, enum eng_kv_format f)
-{
-    return be->ops->supports_kv((eng_backend_t *)be, f);
-}
-
 /* --- memory --- */
 
 int eng_buffer_new(eng_backend_t *be, size_t size, enum eng_buf_usage use, eng_buffer_t **out)

@@ -113,9 +113,9 @@ const char *eng_backend_name(const eng_backend_t *be);    /* "cpu", "cuda:0" */
 const char *eng_backend_describe(const eng_backend_t *be); /* one line: features, device */
 bool eng_backend_is_host(const eng_backend_t *be); /* data pointers are host addresses */
 int eng_backend_n_threads(const eng_backend_t *be);
-/* Asked once at model load: can matmul consume weights of dtype t / can the cache use f? */
+/* Asked once at model load: can matmul consume weights of dtype t? (KV formats are checked
+ * by eng_kv_storage_new, which returns ERR_UNSUPPORTED.) */
 bool eng_backend_supports_matmul(const eng_backend_t *be, enum eng_dtype t);
-bool eng_backend_supports_kv(const eng_backend_t *be, enum eng_kv_format f);
 
 /* --- memory -------------------------------------------------------------------------- */
 int eng_buffer_new(eng_backend_t *be, size_t size, enum eng_buf_usage use, eng_buffer_t **out);
