@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #if ORTHOD_HAVE_JANSSON
-#include "hf.h"
+#include "format/hf.h"
 #endif
 
 #define MAX_LAYERS 1024

@@ -59,7 +59,7 @@ static void usage(FILE *f)
 }
 
 /* Bytes eng_detok_push may need for any one token of v: 3 * (longest piece + 3)
- * (engine/tokenizer.h). Pieces can be long (GPT-2 has a 128-byte one), so a fixed buffer
+ * (engine/tok/tokenizer.h). Pieces can be long (GPT-2 has a 128-byte one), so a fixed buffer
  * would silently drop text. 0 when out of memory. */
 static size_t detok_capacity(const eng_vocab_t *v, bool special)
 {

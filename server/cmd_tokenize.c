@@ -9,7 +9,7 @@
 
 #include "../common/opt.h"
 #include "../engine/engine.h"
-#include "../engine/unicode.h"
+#include "../engine/tok/unicode.h"
 
 #include <stddef.h>
 #include <stdio.h>

@@ -1,9 +1,9 @@
-/* tests/test_gguf.c: the GGUF reader, builder and writer (engine/gguf.c).
+/* tests/test_gguf.c: the GGUF reader, builder and writer (engine/format/gguf.c).
  * Owns: round trips of every metadata type and every tensor dtype, the real files in
  * ../shared/models, a table of hand-made malformed files (each must give ERR_CORRUPT or
  * ERR_UNSUPPORTED and a message naming the problem), every truncation of a valid file,
  * getter type rules, and the writer's atomic replace. */
-#include "gguf.h"
+#include "../engine/format/gguf.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,12 +1,12 @@
-/* tests/test_hf.c: Hugging Face folders (engine/hf.c), generated at test time.
+/* tests/test_hf.c: Hugging Face folders (engine/format/hf.c), generated at test time.
  * Owns: a tiny llama folder (single file, sharded, tied) mapped to GGUF names, shapes
  * and keys; tokenizer.json files built from the shared GGUF vocabularies the way
  * transformers' converters build them, whose ids must equal llama.cpp's test vectors
  * through the HF path; stories260K written as an HF folder (Q/K un-permuted) giving the
  * same logits as the GGUF; malformed safetensors headers and folders. JSON is written
  * with jansson (this test is built only when jansson is). */
-#include "engine.h"
-#include "hf.h"
+#include "../engine/engine.h"
+#include "../engine/format/hf.h"
 
 #include <dirent.h>
 #include <jansson.h>

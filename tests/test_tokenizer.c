@@ -6,9 +6,9 @@
  * tokens); special-token rules on small vocabularies built in memory; hostile vocabularies
  * and inputs; and `orthod tokenize` (server/cmd_tokenize.c, run in-process). */
 #include "../engine/engine.h"
-#include "../engine/tokenizer.h"
-#include "../engine/tokenizer_impl.h"
-#include "../engine/unicode.h"
+#include "../engine/tok/tokenizer.h"
+#include "../engine/tok/tokenizer_impl.h"
+#include "../engine/tok/unicode.h"
 #include "../server/cmd.h"
 #include "orthod_config.h"
 

@@ -1,10 +1,10 @@
-/* tests/fuzz/fuzz_gguf.c: libFuzzer target for the GGUF reader (engine/gguf.c).
+/* tests/fuzz/fuzz_gguf.c: libFuzzer target for the GGUF reader (engine/format/gguf.c).
  * Owns: one entry point that opens the input with eng_gguf_open_mem and, when it is
  * accepted, reads everything the object reports (every key through every getter,
  * every string-array element, the first and last byte of every tensor) so that ASan
  * sees any pointer the reader hands out past the input. A rejected input must come
  * with ERR_CORRUPT/ERR_UNSUPPORTED and a message. */
-#include "gguf.h"
+#include "../../engine/format/gguf.h"
 
 #include <stdint.h>
 #include <stdio.h>

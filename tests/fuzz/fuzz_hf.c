@@ -1,11 +1,11 @@
-/* tests/fuzz/fuzz_hf.c: libFuzzer target for Hugging Face folders (engine/hf.c,
+/* tests/fuzz/fuzz_hf.c: libFuzzer target for Hugging Face folders (engine/format/hf.c,
  * eng_hf_open): the JSON files. Owns: one entry point that splits the input at the
  * separator line "\n--\n" into config.json, tokenizer.json and tokenizer_config.json
  * (missing parts: the file is absent), writes them with a fixed small model.safetensors
  * into a fresh temporary folder, opens the folder and, when it loads, reads every
  * token and merge string back. A rejection must come with a message. */
-#include "gguf.h"
-#include "hf.h"
+#include "../../engine/format/gguf.h"
+#include "../../engine/format/hf.h"
 
 #include <stdint.h>
 #include <stdio.h>

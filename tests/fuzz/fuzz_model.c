@@ -2,7 +2,7 @@
  * hyper-parameter and tensor-shape validation (engine/model.c), the vocab, and a short
  * forward pass over a small context when the file is accepted. Any accepted file must run
  * without a sanitizer report; any rejected one must say why. */
-#include "engine.h"
+#include "../../engine/engine.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -1,8 +1,8 @@
 /* tests/fuzz/fuzz_safetensors.c: libFuzzer target for the safetensors parser
- * (engine/hf.c, eng_hf_safetensors_parse). Owns: one entry point; every tensor the
+ * (engine/format/hf.c, eng_hf_safetensors_parse). Owns: one entry point; every tensor the
  * parser delivers is checked to lie inside the input, aligned, with a byte count that
  * matches its shape, and its first and last bytes are read (ASan catches the rest). */
-#include "hf.h"
+#include "../../engine/format/hf.h"
 
 #include <stdint.h>
 #include <string.h>

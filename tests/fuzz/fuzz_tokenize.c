@@ -7,9 +7,9 @@
  * The vocabularies come from $ORTHOD_SHARED/models (default: ../shared next to the source
  * tree, or ORTHOD_SHARED_DEFAULT). libFuzzer has no main() of ours, so the loaded
  * vocabularies live in statics set once by LLVMFuzzerInitialize. */
-#include "../../engine/gguf.h"
-#include "../../engine/tokenizer.h"
-#include "../../engine/unicode.h"
+#include "../../engine/format/gguf.h"
+#include "../../engine/tok/tokenizer.h"
+#include "../../engine/tok/unicode.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* engine/unicode.c: UTF-8 decoding/encoding as the tokenizers need it, and codepoint
+/* engine/tok/unicode.c: UTF-8 decoding/encoding as the tokenizers need it, and codepoint
  * properties from libutf8proc (see unicode.h for the contract). */
 #include "unicode.h"
 

@@ -1,4 +1,4 @@
-/* engine/tokenizer.h: vocabularies, text -> token ids, token ids -> text.
+/* engine/tok/tokenizer.h: vocabularies, text -> token ids, token ids -> text.
  * Owns: eng_vocab_t (tokens, scores, types, merges, special ids) and the encoders:
  *   - SentencePiece-style BPE with byte fallback (GGUF tokenizer.ggml.model = "llama"),
  *   - GPT-2 byte-level BPE with its pre-tokenizer ("gpt2"; also built from tokenizer.json),
@@ -8,8 +8,8 @@
 #ifndef ORTHOD_ENGINE_TOKENIZER_H
 #define ORTHOD_ENGINE_TOKENIZER_H
 
-#include "../common/err.h"
-#include "gguf.h"
+#include "../../common/err.h"
+#include "../format/gguf.h"
 
 #include <stdbool.h>
 #include <stddef.h>

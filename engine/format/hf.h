@@ -1,4 +1,4 @@
-/* engine/hf.h: Hugging Face model folders as an in-memory GGUF.
+/* engine/format/hf.h: Hugging Face model folders as an in-memory GGUF.
  * Owns: eng_hf_open, which reads a folder holding config.json, model.safetensors (or
  * the shards listed in model.safetensors.index.json), tokenizer.json and optionally
  * tokenizer_config.json, and assembles an eng_gguf_t with the keys and tensor names
@@ -19,9 +19,9 @@
 #ifndef ORTHOD_ENGINE_HF_H
 #define ORTHOD_ENGINE_HF_H
 
-#include "../common/err.h"
+#include "../../common/err.h"
 #include "gguf.h"
-#include "tensor.h"
+#include "../tensor.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* engine/tokenizer.c: the vocabulary (eng_vocab_t) and the parts of tokenizing that do not
+/* engine/tok/tokenizer.c: the vocabulary (eng_vocab_t) and the parts of tokenizing that do not
  * depend on the algorithm: reading tokenizer.ggml.* from a model file, the special-token
  * rules (BOS/EOS/EOG, control and user-defined tokens split off the text first, as
  * llama.cpp's tokenizer_st_partition does), dispatch to the encoders (tok_spm.c,

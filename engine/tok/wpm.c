@@ -1,4 +1,4 @@
-/* engine/tok_wpm.c: the WordPiece encoder of GGUF "bert" vocabularies, as llama.cpp's
+/* engine/tok/wpm.c: the WordPiece encoder of GGUF "bert" vocabularies, as llama.cpp's
  * llm_tokenizer_wpm does it: decode to codepoints, strip accents (first codepoint of the
  * NFD form, combining marks dropped) and lowercase, drop control characters, split on
  * whitespace and around punctuation, ASCII symbols and CJK ideographs, then cover each

@@ -1,4 +1,4 @@
-/* engine/gguf.h: a model file's metadata and tensor table.
+/* engine/format/gguf.h: a model file's metadata and tensor table.
  * Owns: eng_gguf_t, which is either read from a GGUF v2/v3 file (mmap, every offset,
  * length, count and alignment checked against the file size) or assembled in memory
  * (the Hugging Face loader builds one from config.json + safetensors; tests and the
@@ -11,8 +11,8 @@
 #ifndef ORTHOD_ENGINE_GGUF_H
 #define ORTHOD_ENGINE_GGUF_H
 
-#include "../common/err.h"
-#include "tensor.h"
+#include "../../common/err.h"
+#include "../tensor.h"
 
 #include <stdbool.h>
 #include <stddef.h>

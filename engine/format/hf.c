@@ -1,4 +1,4 @@
-/* engine/hf.c: Hugging Face model folders (config.json, safetensors, tokenizer.json)
+/* engine/format/hf.c: Hugging Face model folders (config.json, safetensors, tokenizer.json)
  * assembled into an in-memory eng_gguf_t with llama.cpp's llama-architecture key and
  * tensor names; and the safetensors parser. The one engine file that includes
  * <jansson.h> (the HF formats are JSON).

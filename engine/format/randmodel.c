@@ -1,9 +1,9 @@
-/* engine/randmodel.c: random-weight Llama models of named shapes, built in memory as a
+/* engine/format/randmodel.c: random-weight Llama models of named shapes, built in memory as a
  * model file (eng_gguf_t), for benchmarks and tests that need no download.
  * Weights are N(0, std) drawn per (tensor, row chunk) from a counter-based seed, so the
  * result does not depend on the number of threads; rows are then stored in the requested
  * dtype with the reference rounding (eng_row_from_f32). */
-#include "engine.h"
+#include "randmodel.h"
 
 #include <math.h>
 #include <pthread.h>

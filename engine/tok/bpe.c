@@ -1,4 +1,4 @@
-/* engine/tok_bpe.c: the GPT-2 byte-level BPE encoder of GGUF "gpt2" vocabularies, as
+/* engine/tok/bpe.c: the GPT-2 byte-level BPE encoder of GGUF "gpt2" vocabularies, as
  * llama.cpp's llm_tokenizer_bpe does it: decode the text to codepoints, split it into
  * words with the pre-tokenizer the vocabulary names (GPT-2, Llama-3 or Qwen2 rules,
  * written out by hand; Unicode categories from libutf8proc), map each word's UTF-8 bytes

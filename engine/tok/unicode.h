@@ -1,4 +1,4 @@
-/* engine/unicode.h: the Unicode pieces the tokenizers need (internal to engine/).
+/* engine/tok/unicode.h: the Unicode pieces the tokenizers need (internal to engine/).
  * Owns: UTF-8 decoding done exactly the way llama.cpp does it (token ids depend on it),
  * UTF-8 encoding, and codepoint properties (general-category flags, White_Space,
  * lowercase, first codepoint of the NFD form). The properties come from libutf8proc and

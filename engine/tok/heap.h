@@ -1,4 +1,4 @@
-/* engine/heap.h: a binary min-heap ("pops first what `before` puts first") over a value
+/* engine/tok/heap.h: a binary min-heap ("pops first what `before` puts first") over a value
  * type, generated per type so that pushes and pops stay inlined and typed (klib style).
  *   ENG_HEAP_DEFINE(pq, struct pair, pair_before)
  * defines `struct pq { struct pair *a; size_t n, cap; }` (zero-initialize; free(h.a) when
@@ -7,7 +7,7 @@
 #ifndef ORTHOD_ENGINE_HEAP_H
 #define ORTHOD_ENGINE_HEAP_H
 
-#include "../common/err.h"
+#include "../../common/err.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* engine/tok_spm.c: the SentencePiece-style BPE encoder of GGUF "llama" vocabularies,
+/* engine/tok/spm.c: the SentencePiece-style BPE encoder of GGUF "llama" vocabularies,
  * as llama.cpp's llm_tokenizer_spm does it: spaces become U+2581 ("▁"), an optional "▁"
  * prefix, UTF-8 characters as the initial symbols, then repeatedly merge the adjacent
  * pair whose concatenation is a token with the highest score (ties: leftmost), and emit

@@ -1,4 +1,4 @@
-/* engine/gguf.c: the GGUF v2/v3 reader (mmap or caller memory), the in-memory builder
+/* engine/format/gguf.c: the GGUF v2/v3 reader (mmap or caller memory), the in-memory builder
  * and the atomic GGUF v3 writer behind engine/gguf.h.
  * Owns: struct eng_gguf (key/value table, string-array indexes, tensor table, name
  * hash indexes, held resources, the mapping).

@@ -1,4 +1,4 @@
-/* engine/tokenizer_impl.h: the inside of eng_vocab_t, shared by tokenizer.c (loading,
+/* engine/tok/tokenizer_impl.h: the inside of eng_vocab_t, shared by tokenizer.c (loading,
  * special tokens, detokenizing) and the encoders tok_spm.c, tok_bpe.c and tok_wpm.c.
  * Not for use outside engine/. The vocab is immutable after eng_vocab_from_gguf; the
  * encoders keep all their state on the stack or in per-call allocations. */
