@@ -977,7 +977,7 @@ fail:
     return rc;
 }
 
-/* --- knobs and statistics for gpu/bench_gpu.c (microbench.h) ----------------------------------- */
+/* --- knobs and statistics for bench/bench_gpu.c (microbench.h) --------------------------------- */
 
 extern "C" void gpu_backend_set_graphs(eng_backend_t *be, bool on)
 {

@@ -99,21 +99,21 @@ if ! step configure 150 bash -c 'configure' ; then
 fi
 
 # --- build only what the checks need (the emulator tests are for machines without a GPU) ---
-TARGETS=(gpu/bench_gpu)
+TARGETS=(bench/bench_gpu)
 if [ -f "$B/build.ninja" ] && grep -q "^build tests/test_backend_ops_cuda:" "$B/build.ninja"; then
     TARGETS+=(tests/test_backend_ops_cuda tests/test_gpu_model)
 fi
 step build 360 ninja -C "$B" -j "$JOBS" "${TARGETS[@]}"
 
 # without meson's test targets (configured with -Dtests=false), build the two tests by hand,
-# linked like gpu/bench_gpu (its link line in build.ninja has every library the build found)
+# linked like bench/bench_gpu (its link line in build.ninja has every library the build found)
 manual_test() {
     local src out link rule linker
     src=$(realpath "$1")
     out=$(realpath -m "$2")
     shift 2
-    rule=$(awk '/^build gpu\/bench_gpu:/ {print $3; exit}' "$B/build.ninja")
-    link=$(awk '/^build gpu\/bench_gpu:/ {f = 1} f && /^ LINK_ARGS = / {sub(/^ LINK_ARGS = /, ""); print; exit}' \
+    rule=$(awk '/^build bench\/bench_gpu:/ {print $3; exit}' "$B/build.ninja")
+    link=$(awk '/^build bench\/bench_gpu:/ {f = 1} f && /^ LINK_ARGS = / {sub(/^ LINK_ARGS = /, ""); print; exit}' \
         "$B/build.ninja")
     case "$rule" in
         cuda_LINKER) linker=nvcc ;;
@@ -121,7 +121,7 @@ manual_test() {
         *) linker=cc ;;
     esac
     if [ -z "$link" ]; then
-        echo "no link line for gpu/bench_gpu in $B/build.ninja"
+        echo "no link line for bench/bench_gpu in $B/build.ninja"
         return 1
     fi
     mkdir -p "$(dirname "$out")"
@@ -130,7 +130,7 @@ manual_test() {
         eval "$linker -o \"\$out\" \"\$out.o\" $link")
 }
 export -f manual_test
-if [ ! -x "$B/tests/test_backend_ops_cuda" ] && [ -x "$B/gpu/bench_gpu" ]; then
+if [ ! -x "$B/tests/test_backend_ops_cuda" ] && [ -x "$B/bench/bench_gpu" ]; then
     step build-test-ops-by-hand 120 bash -c 'manual_test "$@"' _ tests/test_backend_ops.c \
         "$B/tests/test_backend_ops_cuda" -DTEST_CUDA
     step build-test-model-by-hand 120 bash -c 'manual_test "$@"' _ tests/test_gpu_model.c \
@@ -159,15 +159,15 @@ else
 fi
 
 # --- ceilings and the model benchmark ---
-if [ -x "$B/gpu/bench_gpu" ]; then
-    step bench-micro 120 "$B/gpu/bench_gpu" micro --json "$OUT/micro.json"
-    step bench-llama7b 300 "$B/gpu/bench_gpu" model --shape llama7b --dtype f16 --pp 512 --tg 64 \
+if [ -x "$B/bench/bench_gpu" ]; then
+    step bench-micro 120 "$B/bench/bench_gpu" micro --json "$OUT/micro.json"
+    step bench-llama7b 300 "$B/bench/bench_gpu" model --shape llama7b --dtype f16 --pp 512 --tg 64 \
         --ctx 128 --batch 1,32 --threads "$JOBS" --json "$OUT/model.json"
     if [ ! -s "$OUT/model.json" ]; then
-        step bench-stories110M 120 "$B/gpu/bench_gpu" model --shape stories110M --dtype f16 --pp 512 \
+        step bench-stories110M 120 "$B/bench/bench_gpu" model --shape stories110M --dtype f16 --pp 512 \
             --tg 64 --ctx 128 --batch 1,32 --json "$OUT/model-stories110M.json"
     fi
-    # the same numbers through `orthod bench` (server/cmd_bench.c; decode from an empty cache)
+    # the same numbers through `orthod bench` (server/cli/bench.c; decode from an empty cache)
     step build-orthod 150 ninja -C "$B" -j "$JOBS" server/orthod
     if [ -x "$B/server/orthod" ]; then
         for nb in 1 32; do
@@ -179,10 +179,10 @@ if [ -x "$B/gpu/bench_gpu" ]; then
         done
     fi
     # decode at a longer context (flash-decoding splits), batch 1 and 32, if time allows
-    step bench-llama7b-ctx2k 150 "$B/gpu/bench_gpu" model --shape llama7b --dtype f16 --pp 512 \
+    step bench-llama7b-ctx2k 150 "$B/bench/bench_gpu" model --shape llama7b --dtype f16 --pp 512 \
         --tg 32 --ctx 2048 --batch 1,32 --threads "$JOBS" --json "$OUT/model-ctx2k.json"
     # Q8_0 weights (dequantized to F16 at load, so decode reads 2 bytes per weight), if time allows
-    step bench-llama7b-q8_0 150 "$B/gpu/bench_gpu" model --shape llama7b --dtype q8_0 --pp 512 \
+    step bench-llama7b-q8_0 150 "$B/bench/bench_gpu" model --shape llama7b --dtype q8_0 --pp 512 \
         --tg 32 --ctx 128 --batch 1 --threads "$JOBS" --json "$OUT/model-q8_0.json"
 else
     echo "=== bench_gpu was not built: no numbers"

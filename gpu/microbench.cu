@@ -1,4 +1,4 @@
-/* gpu/microbench.cu: the ceilings gpu/bench_gpu.c reports against, and timing of the two
+/* gpu/microbench.cu: the ceilings bench/bench_gpu.c reports against, and timing of the two
  * matmul paths on one shape. Owns nothing persistent: buffers come from the bench scratch
  * slot. Not used by the engine. */
 #include "common.cuh"

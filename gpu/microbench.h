@@ -1,4 +1,4 @@
-/* gpu/microbench.h: measurements and knobs for gpu/bench_gpu.c (private to gpu/; C linkage).
+/* gpu/microbench.h: measurements and knobs for bench/bench_gpu.c (gpu/ and bench/; C linkage).
  * Owns: the ceilings the benchmark reports against (device-to-device copy bandwidth, cuBLAS
  * F16 GEMM throughput), timing of one matmul path, the graph switch and the backend's
  * counters. Timing uses CUDA events on the backend's stream. Errors: 0 or ERR_*. */

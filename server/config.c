@@ -3,7 +3,7 @@
  * line at a time by our reader, which is how every message knows its line number. */
 #include "config.h"
 
-#include "cmd.h"
+#include "cli/cmd.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* server/serve.c: `orthod serve`: configuration in, exit status out. Everything else is in
  * server.c (struct srv). */
-#include "cmd.h"
+#include "cli/cmd.h"
 
 #include "config.h"
 #include "server.h"

@@ -4,12 +4,12 @@
  * special-token parsing, and the pieces), stories260K's prompt; detokenizing (round trips,
  * llama.cpp's space cleaning, the streaming decoder with characters split over byte
  * tokens); special-token rules on small vocabularies built in memory; hostile vocabularies
- * and inputs; and `orthod tokenize` (server/cmd_tokenize.c, run in-process). */
+ * and inputs; and `orthod tokenize` (server/cli/tokenize.c, run in-process). */
 #include "../engine/engine.h"
 #include "../engine/tok/tokenizer.h"
 #include "../engine/tok/tokenizer_impl.h"
 #include "../engine/tok/unicode.h"
-#include "../server/cmd.h"
+#include "../server/cli/cmd.h"
 #include "orthod_config.h"
 
 #include <fcntl.h>

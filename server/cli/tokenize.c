@@ -1,4 +1,4 @@
-/* server/cmd_tokenize.c: `orthod tokenize --model M [--no-bos] [--special] [--json-pieces]
+/* server/cli/tokenize.c: `orthod tokenize --model M [--no-bos] [--special] [--json-pieces]
  * TEXT`: prints the token ids of TEXT as a JSON array on one line, e.g. [1, 15043, 3186].
  * TEXT is plain text: "<s>" and other special-token texts are recognized only with
  * --special. --json-pieces prints [{"id": 1, "piece": "<s>"}, ...] instead, each piece as
@@ -7,9 +7,9 @@
  * Hugging Face folder). Exit status: 0, 1 (model or text could not be processed), 2 (usage). */
 #include "cmd.h"
 
-#include "../common/opt.h"
-#include "../engine/engine.h"
-#include "../engine/tok/unicode.h"
+#include "../../common/opt.h"
+#include "../../engine/engine.h"
+#include "../../engine/tok/unicode.h"
 
 #include <stddef.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
-/* server/cli_engine.c: model loading and timing for the engine-only subcommands. */
-#include "cli_engine.h"
+/* server/cli/cli.c: model loading and timing for the engine-only subcommands. */
+#include "cli.h"
 
-#include "backend_select.h"
+#include "../backend_select.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,10 +1,10 @@
-/* server/cmd_generate.c: `orthod generate`: complete one prompt on the command line.
+/* server/cli/generate.c: `orthod generate`: complete one prompt on the command line.
  * The completion text goes to stdout as it is produced and nothing else does; statistics
  * go to stderr. */
 #include "cmd.h"
 
-#include "../common/opt.h"
-#include "cli_engine.h"
+#include "../../common/opt.h"
+#include "cli.h"
 
 #include <inttypes.h>
 #include <stddef.h>

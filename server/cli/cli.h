@@ -1,10 +1,10 @@
-/* server/cli_engine.h: what the engine-only subcommands (generate, bench) share: loading a
+/* server/cli/cli.h: what the engine-only subcommands (generate, bench) share: loading a
  * model (a file, a Hugging Face folder, or a random model of a named shape) on a device,
  * and small timing helpers. */
-#ifndef ORTHOD_SERVER_CLI_ENGINE_H
-#define ORTHOD_SERVER_CLI_ENGINE_H
+#ifndef ORTHOD_SERVER_CLI_CLI_H
+#define ORTHOD_SERVER_CLI_CLI_H
 
-#include "../engine/engine.h"
+#include "../../engine/engine.h"
 
 struct cli_model_spec {
     const char *model;        /* path, or NULL when random_shape is set */

@@ -1,5 +1,5 @@
-/* server/main.c: the `orthod` binary: picks the subcommand and hands it the remaining
- * arguments (server/cmd.h). The only file that decides the process exit status.
+/* server/cli/main.c: the `orthod` binary: picks the subcommand and hands it the remaining
+ * arguments (server/cli/cmd.h). The only file that decides the process exit status.
  * serve and config need the server libraries; without them (-Dserver=disabled) they say so. */
 #include "cmd.h"
 

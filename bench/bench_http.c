@@ -1,4 +1,4 @@
-/* tests/bench_http.c: the measurement behind the daemon's HTTP threading choice
+/* bench/bench_http.c: the measurement behind the daemon's HTTP threading choice
  * (docs/architecture.md). Serves a /health-sized JSON answer two ways and drives each with
  * the same keep-alive load:
  *   loop    libmicrohttpd in external-event mode on a libuv loop: MHD's epoll fd in a

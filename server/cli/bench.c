@@ -1,12 +1,12 @@
-/* server/cmd_bench.c: `orthod bench`: prefill and decode speed, like llama-bench's pp and tg.
+/* server/cli/bench.c: `orthod bench`: prefill and decode speed, like llama-bench's pp and tg.
  * pp: one batch of --prompt-tokens random tokens into an empty cache.
  * tg: --gen-tokens single-token steps from an empty cache (--batch N: N sequences decoding
  *     together, one token each per step; reported tokens/s counts all of them).
  * Each test runs once to warm up, then --repetitions times; the median is reported. */
 #include "cmd.h"
 
-#include "../common/opt.h"
-#include "cli_engine.h"
+#include "../../common/opt.h"
+#include "cli.h"
 
 #include <math.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* gpu/bench_gpu.c: `bench_gpu`: the CUDA backend's numbers on a GPU host.
+/* bench/bench_gpu.c: `bench_gpu`: the CUDA backend's numbers on a GPU host.
  *   micro: device-to-device copy bandwidth (bytes read + written: the HBM roofline), cuBLAS
  *          F16 GEMM TFLOP/s, and the two matmul paths (GEMV kernel vs cuBLAS) on decode
  *          shapes;
@@ -9,8 +9,8 @@
  * Results go to stdout as a table and, with --json FILE, as JSON. Timing is wall-clock
  * around whole engine calls (CLOCK_MONOTONIC), after warm-up. */
 #include "../engine/engine.h"
-#include "gpu.h"
-#include "microbench.h"
+#include "../gpu/gpu.h"
+#include "../gpu/microbench.h"
 
 #include <errno.h>
 #include <inttypes.h>
