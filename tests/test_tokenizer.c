@@ -7,7 +7,7 @@
  * and inputs; and `orthod tokenize` (server/cli/tokenize.c, run in-process). */
 #include "../engine/engine.h"
 #include "../engine/tok/tokenizer.h"
-#include "../engine/tok/tokenizer_impl.h"
+#include "../engine/tok/encoders.h"
 #include "../engine/tok/unicode.h"
 #include "../server/cli/cmd.h"
 #include "orthod_config.h"

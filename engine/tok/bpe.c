@@ -6,7 +6,7 @@
  * (lowest first, ties leftmost) and emit the final symbols as tokens.
  * Cost: O(n log n) for n input bytes. Built only with libutf8proc. */
 #include "heap.h"
-#include "tokenizer_impl.h"
+#include "encoders.h"
 #include "unicode.h"
 
 #if ORTHOD_HAVE_UTF8PROC

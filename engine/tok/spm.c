@@ -7,7 +7,7 @@
  * of symbols); every candidate lookup is one hash probe, skipped when longer than the
  * longest token. */
 #include "heap.h"
-#include "tokenizer_impl.h"
+#include "encoders.h"
 #include "unicode.h"
 
 #include <stdlib.h>

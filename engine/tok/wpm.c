@@ -5,7 +5,7 @@
  * word ("▁" + word) greedily with the longest tokens from the left; a word that cannot
  * be covered becomes [UNK]. Cost: O(n * L) for n input bytes and a longest token of L
  * bytes (prefix hashes are computed incrementally). Built only with libutf8proc. */
-#include "tokenizer_impl.h"
+#include "encoders.h"
 #include "unicode.h"
 
 #if ORTHOD_HAVE_UTF8PROC

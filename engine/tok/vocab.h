@@ -1,11 +1,13 @@
-/* engine/tok/tokenizer_impl.h: the inside of eng_vocab_t, shared by tokenizer.c (loading,
- * special tokens, detokenizing) and the encoders tok_spm.c, tok_bpe.c and tok_wpm.c.
- * Not for use outside engine/. The vocab is immutable after eng_vocab_from_gguf; the
+/* engine/tok/vocab.h: the inside of eng_vocab_t (private to engine/tok/), written by
+ * vocab.c (loading) and read by the encoders (spm.c, bpe.c, wpm.c), tokenize.c and
+ * detok.c; and the lookups vocab.c offers them (token by text, BPE merge rank) and the
+ * id list they append to. The vocab is immutable after eng_vocab_from_gguf; the
  * encoders keep all their state on the stack or in per-call allocations. */
-#ifndef ORTHOD_ENGINE_TOKENIZER_IMPL_H
-#define ORTHOD_ENGINE_TOKENIZER_IMPL_H
+#ifndef ORTHOD_ENGINE_TOK_VOCAB_H
+#define ORTHOD_ENGINE_TOK_VOCAB_H
 
 #include "orthod_config.h"
+#include "strtab.h"
 #include "tokenizer.h"
 
 #include <stdbool.h>
@@ -34,16 +36,6 @@ enum eng__bpe_pre {
     ENG__PRE_GPT2 = 1,
     ENG__PRE_LLAMA3 = 2,
     ENG__PRE_QWEN2 = 3,
-};
-
-/* An open-addressing hash index over strings that live elsewhere (key i is
- * pool[off[i] .. off[i]+len[i])). Maps a string to its key index. */
-struct eng__strtab {
-    const char *pool;
-    const uint32_t *off, *len;
-    uint32_t *slot;          /* (mask+1) entries: key index + 1, 0 = empty */
-    uint32_t *slot_hash;     /* (mask+1) low 32 bits of the key's hash */
-    uint32_t mask;
 };
 
 struct eng_vocab {
@@ -88,35 +80,12 @@ struct eng__ids {
     int32_t *p;
     size_t n, cap, limit;
 };
-int eng__ids_push(struct eng__ids *ids, int32_t id);
-
-uint64_t eng__hash(const void *s, size_t n);
-/* Continues a hash over more bytes: eng__hash(a+b) == eng__hash_more(eng__hash(a), b). */
-uint64_t eng__hash_more(uint64_t h, const void *s, size_t n);
-/* Key index of s[0..n) in t, or -1. `h` is eng__hash(s, n). */
-int64_t eng__strtab_find(const struct eng__strtab *t, const char *s, size_t n, uint64_t h);
+int eng__ids_push(struct eng__ids *ids, int32_t id);   /* 0, ERR_NOMEM, ERR_TOOLARGE */
 
 /* Token id of the exact text s[0..n), or -1. */
 int32_t eng__vocab_find(const eng_vocab_t *v, const char *s, size_t n);
 /* Rank of the BPE merge (left, right), or -1. key: scratch of v->max_merge_len bytes. */
 int32_t eng__vocab_merge_rank(const eng_vocab_t *v, const char *l, size_t ln, const char *r,
                               size_t rn, char *key);
-
-/* Encoders: append the ids of one raw-text fragment (special tokens already split off).
- * 0, ERR_NOMEM, ERR_TOOLARGE (ids->limit reached), or ERR_UNSUPPORTED when the text
- * needs a byte/unknown token that the vocabulary lacks. */
-int eng__tok_spm_encode(const eng_vocab_t *v, const char *text, size_t len, bool space_prefix,
-                        struct eng__ids *out);
-#if ORTHOD_HAVE_UTF8PROC
-int eng__tok_bpe_encode(const eng_vocab_t *v, const char *text, size_t len,
-                        struct eng__ids *out);
-/* The words the pre-tokenizer splits text into, as byte offsets where each one ends
- * (exact for valid UTF-8). ERR_TOOLARGE when there are more than cap (*n_words says how
- * many). For tests. */
-int eng__tok_bpe_split(enum eng__bpe_pre pre, const char *text, size_t len, size_t *ends,
-                       size_t cap, size_t *n_words);
-int eng__tok_wpm_encode(const eng_vocab_t *v, const char *text, size_t len,
-                        struct eng__ids *out);
-#endif
 
 #endif
