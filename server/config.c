@@ -43,6 +43,9 @@ static const struct opt_def config_defs[] = {
      "TCP port (0: any free port, logged at startup)"},
     {"max-body-bytes", OPT_SIZE, O(max_body_bytes), "8M", 1024, 1073741824.0, NULL, C, "BYTES",
      "largest request body; bigger ones get 413"},
+    {"max-buffered-bytes", OPT_SIZE, O(max_buffered_bytes), "64M", 1024, 68719476736.0, NULL, C,
+     "BYTES", "request-body bytes held at once across all connections; past it new bodies get "
+     "503 with Retry-After (at least max-body-bytes)"},
     {"conn-timeout", OPT_SECONDS, O(conn_timeout), "30s", 1, 3600, NULL, C, "SECONDS",
      "a connection must deliver each request (headers and body) within this time, and idle "
      "keep-alive connections are closed after it"},
@@ -309,6 +312,10 @@ int srv_config_check(const struct srv_config *c, struct errbuf *eb)
         return err_set(eb, ERR_INVAL, "--host: longer than 255 characters");
     if (c->model_alias && strlen(c->model_alias) > 256)
         return err_set(eb, ERR_INVAL, "--model-alias: longer than 256 characters");
+    if (c->max_buffered_bytes < c->max_body_bytes)
+        return err_set(eb, ERR_INVAL, "--max-buffered-bytes (%zu) is below --max-body-bytes "
+                       "(%zu): one request of the largest size could never be read; raise it",
+                       c->max_buffered_bytes, c->max_body_bytes);
     return 0;
 }
 

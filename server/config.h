@@ -31,6 +31,7 @@ struct srv_config {
     char *host;
     int port;                 /* 0: any free port (logged) */
     size_t max_body_bytes;
+    size_t max_buffered_bytes;  /* body bytes held across all connections */
     double conn_timeout;      /* seconds a connection may take to deliver one request */
     int max_connections;
     double shutdown_timeout;  /* seconds SIGTERM waits for in-flight requests */

@@ -18,11 +18,16 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define MHD_LOG_BURST 20            /* MHD messages logged per second at most */
 #define BODY_INITIAL_CAP 4096
 #define HTTP_REFUSE_HEADROOM 64     /* accepted-to-be-refused connections at once */
+#define LINGER_MS 2000              /* after a reply written mid-body: read and drop for this long */
+#define LINGER_MAX_BYTES (1u << 20) /* ... or this many bytes, then close */
+
+enum { PARSE_NONE, PARSE_RUNNING, PARSE_DONE };
 
 /* One client connection (MHD socket context). */
 struct http_conn {
@@ -33,6 +38,8 @@ struct http_conn {
     srv_req_t *req;                /* request whose headers arrived, until completed */
     bool timed_out;
     bool refused;                  /* over max-connections: answered 503 and shut down */
+    bool lingering;                /* replied mid-body: dropping the rest until LINGER_* */
+    uint64_t lingered;             /* bytes dropped while lingering */
     char peer[64];
     struct http_conn *prev, *next;
 };
@@ -47,6 +54,7 @@ struct srv_http {
     bool closing;
     int port;
     size_t max_body;
+    size_t max_buffered, buffered; /* the shared body budget and what is held now */
     uint64_t deadline_ms;
     unsigned max_conn;
     struct log_sink log;
@@ -66,6 +74,24 @@ struct srv_http {
     /* refusals over max-connections, logged at most once a second */
     uint64_t refuse_log_ms;
     unsigned refused_unlogged;
+    /* large JSON bodies parsed on the libuv pool: running, and waiting their turn */
+    unsigned parse_active;
+    struct parse_job *parse_wait_head, *parse_wait_tail;
+};
+
+/* A JSON body parsed on the libuv pool. While it runs the job owns the body (the request
+ * may end meanwhile: then req is NULL and the job frees what it holds). */
+struct parse_job {
+    uv_work_t work;
+    srv_http_t *h;
+    srv_req_t *req;                /* NULL once the request is gone */
+    char *body;
+    size_t len, cap;
+    json_t *json;
+    int rc;
+    const char *why;
+    bool queued;                   /* handed to the pool (else waiting in h's list) */
+    struct parse_job *next;
 };
 
 static void on_timer(uv_timer_t *t);
@@ -154,10 +180,15 @@ static void format_peer(struct MHD_Connection *c, char *buf, size_t cap)
         snprintf(buf, cap, "%s:%s", host, serv);
 }
 
+static void parse_orphan(srv_req_t *r);
+
 static void req_free(srv_req_t *r)
 {
     if (!r)
         return;
+    if (r->parse_job)
+        parse_orphan(r);
+    r->http->buffered -= r->body_cap;
     free(r->body);
     json_decref(r->json);
     for (size_t i = 0; i < r->n_headers; i++) {
@@ -213,10 +244,8 @@ int srv_http_reply(srv_req_t *r, unsigned status, const char *content_type, char
         ok = MHD_add_response_header(resp, r->headers[i][0], r->headers[i][1]) == MHD_YES;
     // while draining, and when a body announced by the client will not be read, the
     // connection cannot be reused
-    const char *cl = srv_http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    bool unread_body = !r->complete &&
-                       ((cl && strcmp(cl, "0") != 0) ||
-                        srv_http_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING));
+    bool unread_body = r->must_close ||
+                       (!r->complete && (r->chunked || (r->has_length && r->content_length > 0)));
     if (ok && (h->draining || unread_body))
         ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
     if (!ok || MHD_queue_response(r->conn, status, resp) != MHD_YES) {
@@ -273,6 +302,41 @@ static void on_conn_closed(uv_handle_t *t)
     free(t->data);
 }
 
+/* Writes a whole error reply straight onto the socket, then ends this side's output
+ * (SHUT_WR): for the moments libmicrohttpd cannot queue a reply (over max-connections, a
+ * body refused in mid-upload). Nothing else is being written on the connection then, and
+ * the reply is small enough for an empty socket buffer, so one non-blocking send completes
+ * it (or the client is gone). id may be NULL. */
+static void conn_write_error(struct http_conn *hc, unsigned status, int err, const char *id,
+                             const char *msg)
+{
+    if (hc->fd < 0)
+        return;
+    struct proto_status st;
+    proto_status_for(err, &st);
+    char *body = NULL;
+    size_t blen = 0;
+    if (proto_status_error_json(err, msg, NULL, &body, &blen) < 0) {
+        body = NULL;
+        blen = 0;
+    }
+    char ra[40] = "", rid[SRV_REQ_ID_MAX + 20] = "";
+    if (st.retry_after)
+        snprintf(ra, sizeof ra, "Retry-After: %u\r\n", st.retry_after);
+    if (id)
+        snprintf(rid, sizeof rid, "X-Request-Id: %s\r\n", id);
+    char head[512];
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nCache-Control: no-store\r\n%s%sConnection: "
+                     "close\r\n\r\n", status, MHD_get_reason_phrase_for(status), blen, ra, rid);
+    struct iovec iov[2] = {{head, (size_t)n}, {body, blen}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = body ? 2 : 1};
+    ssize_t w = sendmsg(hc->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+    free(body);
+    shutdown(hc->fd, SHUT_WR);
+}
+
 static void on_deadline(uv_timer_t *t)
 {
     struct http_conn *hc = t->data;
@@ -280,6 +344,13 @@ static void on_deadline(uv_timer_t *t)
     if (hc->timed_out)
         return;
     hc->timed_out = true;
+    if (hc->lingering) {
+        // the reply went out LINGER_MS ago; whatever the client still sends is dropped
+        if (hc->fd >= 0)
+            shutdown(hc->fd, SHUT_RDWR);
+        http_kick(h);
+        return;
+    }
     log_info(&h->log, "msg=\"closing connection: no complete request within conn-timeout\" "
                       "peer=%s timeout_ms=%llu", hc->peer, (unsigned long long)h->deadline_ms);
     if (h->hooks.on_conn_timeout)
@@ -295,21 +366,11 @@ static void on_deadline(uv_timer_t *t)
  * hear "no" instead of waiting unanswered in the listen backlog. */
 static void refuse_connection(srv_http_t *h, struct http_conn *hc)
 {
-    static const char body[] =
-        "{\"error\":{\"message\":\"too many connections (max-connections); retry later\","
-        "\"type\":\"server_error\",\"param\":null,\"code\":\"server_busy\"}}";
-    char resp[512];
-    int n = snprintf(resp, sizeof resp, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
-                     "application/json\r\nRetry-After: 1\r\nConnection: close\r\n"
-                     "Content-Length: %zu\r\n\r\n%s", sizeof body - 1, body);
     hc->refused = true;
     uv_timer_stop(&hc->deadline);
-    if (hc->fd >= 0) {
-        // a fresh socket's send buffer is empty: this small write completes or fails at once
-        ssize_t w = send(hc->fd, resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)w;
+    conn_write_error(hc, 503, ERR_BUSY, NULL, "too many connections (max-connections); retry later");
+    if (hc->fd >= 0)
         shutdown(hc->fd, SHUT_RDWR);
-    }
     if (h->hooks.on_conn_refused)
         h->hooks.on_conn_refused(h->hooks.ctx);
     h->refused_unlogged++;
@@ -393,13 +454,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (!r)
         return;
     *con_cls = NULL;
-    r->aborted = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK || r->status == 0;
+    r->aborted = !r->raw_replied && (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK || r->status == 0);
     h->hooks.on_done(h->hooks.ctx, r);
     struct http_conn *hc = r->hconn;
     if (hc) {
         hc->req = NULL;
         // the next request on this keep-alive connection gets a fresh deadline
-        if (!hc->timed_out)
+        if (!hc->timed_out && !hc->lingering)
             uv_timer_start(&hc->deadline, on_deadline, h->deadline_ms, 0);
     }
     h->in_flight--;
@@ -444,22 +505,33 @@ static void body_rejected(srv_http_t *h, const char *reason)
         h->hooks.on_body_rejected(h->hooks.ctx, reason);
 }
 
-/* Appends a chunk; false when the total passes the limit. */
+/* Appends a piece of the body. ERR_TOOLARGE past r->body_max, ERR_BUSY when growing the
+ * buffer would pass the shared budget, ERR_NOMEM. The buffer grows as bytes arrive (never
+ * to an announced length up front) and always holds body_len + 1 bytes (a NUL follows). */
 static int body_append(srv_http_t *h, srv_req_t *r, const char *data, size_t n)
 {
     r->bytes_in += n;
-    if (r->bytes_in > h->max_body)
+    if (n > r->body_max - r->body_len)    // body_len <= body_max always holds
         return ERR_TOOLARGE;
-    if (r->body_len + n + 1 > r->body_cap) {
+    size_t need = r->body_len + n + 1;
+    if (need > r->body_cap) {
+        // the most this body can need: its announced length, else the route's limit
+        size_t most = (r->has_length ? (size_t)r->content_length : r->body_max) + 1;
         size_t cap = r->body_cap ? r->body_cap : BODY_INITIAL_CAP;
-        while (cap < r->body_len + n + 1)
+        while (cap < need)
             cap *= 2;
-        if (cap > h->max_body + 1)
-            cap = h->max_body + 1;
+        if (cap > most)
+            cap = most;
+        if (cap < need)
+            cap = need;
+        size_t grow = cap - r->body_cap;
+        if (grow > h->max_buffered - h->buffered)
+            return ERR_BUSY;
         char *nb = realloc(r->body, cap);
         if (!nb)
             return ERR_NOMEM;
         r->body = nb;
+        h->buffered += grow;
         r->body_cap = cap;
     }
     memcpy(r->body + r->body_len, data, n);
@@ -468,61 +540,285 @@ static int body_append(srv_http_t *h, srv_req_t *r, const char *data, size_t n)
     return 0;
 }
 
+/* A body refused in mid-upload: libmicrohttpd 0.9.75 cannot queue a reply then, so the
+ * reply goes straight onto the socket and the connection lingers (reading and dropping
+ * what the client still sends, LINGER_MS / LINGER_MAX_BYTES) so that it reads the reply
+ * instead of a reset; then it closes. */
+static void reply_mid_body(srv_http_t *h, srv_req_t *r, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reply_mid_body(srv_http_t *h, srv_req_t *r, int err, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    struct proto_status st;
+    proto_status_for(err, &st);
+    r->status = st.http;
+    r->err = err;
+    r->raw_replied = true;
+    struct http_conn *hc = r->hconn;
+    if (!hc)
+        return;
+    conn_write_error(hc, st.http, err, r->id, msg);
+    hc->lingering = true;
+    uv_timer_start(&hc->deadline, on_deadline, LINGER_MS, 0);
+    (void)h;
+}
+
+/* Steps 1-3 of the intake (http.h), once the headers are complete. */
 static enum MHD_Result on_first_call(srv_http_t *h, srv_req_t *r)
 {
+    const char *cl = srv_http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    r->chunked = srv_http_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+    if (cl && !r->chunked) {
+        if (!parse_content_length(cl, &r->content_length)) {
+            r->must_close = true;    // unknown framing: close after the reply
+            body_rejected(h, "bad_length");
+            srv_http_reply_error(r, ERR_PROTO, NULL, "Content-Length is not a number");
+            return MHD_YES;
+        }
+        r->has_length = true;
+    }
     if (h->draining) {
         srv_http_reply_error(r, ERR_STATE, NULL, "the server is shutting down; retry on "
                                                  "another instance");
         return MHD_YES;
     }
-    const char *cl = srv_http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    uint64_t len = 0;
-    if (cl && !parse_content_length(cl, &len)) {
-        body_rejected(h, "bad_length");
-        srv_http_reply_error(r, ERR_PROTO, NULL, "Content-Length is not a number");
-        return MHD_YES;
-    }
-    if (cl && len > h->max_body) {
+    if (r->has_length && r->content_length > h->max_body) {
         // refuse before reading a byte of it (no 100 Continue is sent)
         body_rejected(h, "too_large");
         log_info(&h->log, "msg=\"body refused\" id=%s peer=%s content_length=%llu max=%zu", r->id,
-                 r->peer, (unsigned long long)len, h->max_body);
+                 r->peer, (unsigned long long)r->content_length, h->max_body);
         srv_http_reply_error(r, ERR_TOOLARGE, NULL,
                              "request body is %llu bytes; the limit is %zu (max-body-bytes)",
-                             (unsigned long long)len, h->max_body);
+                             (unsigned long long)r->content_length, h->max_body);
         return MHD_YES;
     }
     h->hooks.on_head(h->hooks.ctx, r);
+    if (r->status)
+        return MHD_YES;
+    if (r->body_max > h->max_body)
+        r->body_max = h->max_body;
+    bool announced = r->chunked || (r->has_length && r->content_length > 0);
+    if (announced && r->body_max == 0) {
+        body_rejected(h, "no_body");
+        srv_http_reply_error(r, ERR_TOOLARGE, NULL, "%s %s takes no request body", r->method,
+                             r->match.route ? r->match.route->pattern : "this route");
+        return MHD_YES;
+    }
+    if (r->has_length && r->content_length > r->body_max) {
+        body_rejected(h, "too_large");
+        srv_http_reply_error(r, ERR_TOOLARGE, NULL,
+                             "request body is %llu bytes; this route takes at most %zu",
+                             (unsigned long long)r->content_length, r->body_max);
+        return MHD_YES;
+    }
+    if (r->has_length && r->content_length >= h->max_buffered - h->buffered) {
+        body_rejected(h, "buffer_full");
+        log_warn(&h->log, "msg=\"body refused: max-buffered-bytes in use\" id=%s peer=%s "
+                          "content_length=%llu buffered=%zu max=%zu", r->id, r->peer,
+                 (unsigned long long)r->content_length, h->buffered, h->max_buffered);
+        srv_http_reply_error(r, ERR_BUSY, NULL, "the server holds too many request bodies "
+                                                "(max-buffered-bytes); retry shortly");
+        return MHD_YES;
+    }
     return MHD_YES;
 }
 
-static enum MHD_Result on_last_call(srv_http_t *h, srv_req_t *r)
+/* --- JSON bodies on the libuv pool ------------------------------------------------------- */
+
+static void parse_start(srv_http_t *h, struct parse_job *j);
+
+static void parse_work(uv_work_t *w)
 {
-    struct http_conn *hc = r->hconn;
-    r->complete = true;
-    if (hc)
-        uv_timer_stop(&hc->deadline);    // it arrived in time; the reply is ours to make
-    if (r->body_len > 0 && !r->body_raw) {
-        const char *ct = srv_http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
-        if (!proto_body_is_json_type(ct)) {
-            body_rejected(h, "content_type");
-            srv_http_reply_error(r, ERR_PROTO, NULL,
-                                 "Content-Type must be application/json (got %.64s)",
-                                 ct ? ct : "none");
-            return MHD_YES;
+    struct parse_job *j = w->data;
+    j->rc = proto_body_parse_json(j->body, j->len, &j->json, &j->why);
+}
+
+static void parse_after(uv_work_t *w, int status)
+{
+    struct parse_job *j = w->data;
+    srv_http_t *h = j->h;
+    h->parse_active--;
+    srv_req_t *r = j->req;
+    if (status < 0 && j->rc == 0 && !j->json)
+        j->rc = ERR_CANCELLED;
+    if (r) {
+        r->body = j->body;
+        r->json = j->json;
+        r->parse_rc = j->rc;
+        r->parse_why = j->why;
+        r->parse_state = PARSE_DONE;
+        r->parse_job = NULL;
+        if (r->suspended) {
+            r->suspended = false;
+            MHD_resume_connection(r->conn);
         }
-        const char *why = NULL;
-        int rc = proto_body_parse_json(r->body, r->body_len, &r->json, &why);
-        if (rc < 0) {
-            body_rejected(h, "json");
-            srv_http_reply_error(r, rc, NULL, "%s", why ? why : err_str(rc));
-            return MHD_YES;
+    } else {
+        h->buffered -= j->cap;
+        free(j->body);
+        json_decref(j->json);
+    }
+    free(j);
+    // the next waiting body, unless the daemon is going away
+    if (!h->closing && h->parse_wait_head) {
+        struct parse_job *n = h->parse_wait_head;
+        h->parse_wait_head = n->next;
+        if (!h->parse_wait_head)
+            h->parse_wait_tail = NULL;
+        parse_start(h, n);
+    }
+    if (--h->n_open_handles == 0)
+        free(h);
+    else
+        http_kick(h);
+}
+
+static void parse_start(srv_http_t *h, struct parse_job *j)
+{
+    j->queued = true;
+    j->work.data = j;
+    h->parse_active++;
+    h->n_open_handles++;    // h lives until parse_after has run
+    if (uv_queue_work(h->loop, &j->work, parse_work, parse_after) < 0) {
+        // cannot happen with a live loop; parse here rather than lose the request
+        parse_work(&j->work);
+        parse_after(&j->work, 0);
+    }
+}
+
+/* Hands the body to a pool thread and suspends the connection; MHD calls on_access again
+ * once parse_after resumes it. */
+static void parse_begin(srv_http_t *h, srv_req_t *r)
+{
+    struct parse_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        r->parse_rc = ERR_NOMEM;
+        r->parse_state = PARSE_DONE;
+        return;
+    }
+    j->h = h;
+    j->req = r;
+    j->body = r->body;
+    j->len = r->body_len;
+    j->cap = r->body_cap;
+    r->body = NULL;           // the job owns it until parse_after
+    r->parse_job = j;
+    r->parse_state = PARSE_RUNNING;
+    MHD_suspend_connection(r->conn);
+    r->suspended = true;
+    if (h->parse_active < HTTP_PARSE_MAX_ACTIVE) {
+        parse_start(h, j);
+    } else {
+        if (h->parse_wait_tail)
+            h->parse_wait_tail->next = j;
+        else
+            h->parse_wait_head = j;
+        h->parse_wait_tail = j;
+    }
+}
+
+/* The request ends while its body is with a job (only when the daemon stops). */
+static void parse_orphan(srv_req_t *r)
+{
+    struct parse_job *j = r->parse_job;
+    srv_http_t *h = r->http;
+    r->parse_job = NULL;
+    r->body_cap = 0;          // the job holds (and accounts for) the buffer
+    if (j->queued) {
+        j->req = NULL;        // parse_after frees what the job holds
+        return;
+    }
+    for (struct parse_job **pp = &h->parse_wait_head; *pp; pp = &(*pp)->next) {
+        if (*pp == j) {
+            *pp = j->next;
+            break;
         }
+    }
+    h->parse_wait_tail = NULL;
+    for (struct parse_job *q = h->parse_wait_head; q; q = q->next)
+        h->parse_wait_tail = q;
+    h->buffered -= j->cap;
+    free(j->body);
+    free(j);
+}
+
+/* Steps 5-6 of the intake: the body is complete. */
+static enum MHD_Result on_body_done(srv_http_t *h, srv_req_t *r)
+{
+    if (r->parse_state == PARSE_RUNNING)
+        return MHD_YES;    // still suspended; cannot happen, but harmless
+    if (r->parse_state == PARSE_NONE) {
+        struct http_conn *hc = r->hconn;
+        r->complete = true;
+        if (hc)
+            uv_timer_stop(&hc->deadline);    // it arrived in time; the reply is ours to make
+        if (r->body_len > 0 && !r->body_raw) {
+            const char *ct = srv_http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+            if (!proto_body_is_json_type(ct)) {
+                body_rejected(h, "content_type");
+                srv_http_reply_error(r, ERR_PROTO, NULL,
+                                     "Content-Type must be application/json (got %.64s)",
+                                     ct ? ct : "none");
+                return MHD_YES;
+            }
+            if (r->body_len > HTTP_JSON_INLINE_MAX) {
+                parse_begin(h, r);
+                if (r->parse_state == PARSE_RUNNING)
+                    return MHD_YES;
+            } else {
+                r->parse_rc = proto_body_parse_json(r->body, r->body_len, &r->json,
+                                                    &r->parse_why);
+            }
+        }
+        r->parse_state = PARSE_DONE;
+    }
+    if (r->parse_rc < 0) {
+        body_rejected(h, "json");
+        srv_http_reply_error(r, r->parse_rc, NULL, "%s",
+                             r->parse_why ? r->parse_why : err_str(r->parse_rc));
+        return MHD_YES;
     }
     h->hooks.on_request(h->hooks.ctx, r);
     if (!r->status)
         srv_http_reply_error(r, ERR_INTERNAL, NULL, "the handler did not answer");
     return MHD_YES;
+}
+
+/* Step 4: a piece of the body. */
+static enum MHD_Result on_body_data(srv_http_t *h, srv_req_t *r, const char *data, size_t n)
+{
+    struct http_conn *hc = r->hconn;
+    if (r->raw_replied) {
+        // lingering after a reply written mid-body: drop, up to a bound
+        if (!hc)
+            return MHD_NO;
+        hc->lingered += n;
+        return hc->lingered > LINGER_MAX_BYTES ? MHD_NO : MHD_YES;
+    }
+    if (r->status)
+        return MHD_YES;    // already answered; MHD is discarding the rest
+    int rc = body_append(h, r, data, n);
+    if (rc == ERR_TOOLARGE) {
+        body_rejected(h, "too_large");
+        log_info(&h->log, "msg=\"body refused\" id=%s peer=%s received=%llu max=%zu", r->id,
+                 r->peer, (unsigned long long)r->bytes_in, r->body_max);
+        reply_mid_body(h, r, ERR_TOOLARGE, "request body passed %zu bytes (the route's limit "
+                                           "or max-body-bytes)", r->body_max);
+        return MHD_YES;
+    }
+    if (rc == ERR_BUSY) {
+        body_rejected(h, "buffer_full");
+        log_warn(&h->log, "msg=\"body refused: max-buffered-bytes in use\" id=%s peer=%s "
+                          "received=%llu buffered=%zu max=%zu", r->id, r->peer,
+                 (unsigned long long)r->bytes_in, h->buffered, h->max_buffered);
+        reply_mid_body(h, r, ERR_BUSY, "the server holds too many request bodies "
+                                       "(max-buffered-bytes); retry shortly");
+        return MHD_YES;
+    }
+    return rc < 0 ? MHD_NO : MHD_YES;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
@@ -549,27 +845,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (r->status)
-            return MHD_YES;    // already answered; MHD is discarding the rest
-        int rc = body_append(h, r, upload_data, n);
-        if (rc == ERR_TOOLARGE) {
-            body_rejected(h, "too_large");
-            log_info(&h->log, "msg=\"body refused\" id=%s peer=%s received=%llu max=%zu", r->id,
-                     r->peer, (unsigned long long)r->bytes_in, h->max_body);
-            // stop reading now: answer 413 if MHD can still take a reply, else drop
-            if (srv_http_reply_error(r, ERR_TOOLARGE, NULL,
-                                     "request body passed %zu bytes (max-body-bytes)",
-                                     h->max_body) < 0)
-                return MHD_NO;
-            return MHD_YES;
-        }
-        if (rc < 0)
-            return MHD_NO;
-        return MHD_YES;
+        return on_body_data(h, r, upload_data, n);
     }
+    if (r->raw_replied)
+        return MHD_NO;    // the reply is out; close (the client sent all it meant to)
     if (r->status)
         return MHD_YES;
-    return on_last_call(h, r);
+    return on_body_done(h, r);
 }
 
 /* --- MHD's own messages ---------------------------------------------------------------- */
@@ -643,6 +925,8 @@ int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **
         return ERR_NOMEM;
     h->loop = loop;
     h->max_body = p->max_body_bytes;
+    h->max_buffered = p->max_buffered_bytes > p->max_body_bytes ? p->max_buffered_bytes
+                                                                 : p->max_body_bytes + 1;
     h->deadline_ms = (uint64_t)ceil(p->conn_timeout * 1000.0);
     h->max_conn = (unsigned)p->max_connections;
     h->log = p->log;
@@ -709,7 +993,16 @@ void srv_http_free(srv_http_t *h)
     uv_close((uv_handle_t *)&h->defer, on_handle_closed);
     struct MHD_Daemon *d = h->mhd;
     h->mhd = NULL;
-    // in-flight requests complete (aborted) inside this call; connection timers close
+    // bodies waiting for a parse slot are dropped with their requests; suspended
+    // connections are resumed so that MHD closes them like the others
+    for (struct http_conn *hc = h->conns; hc; hc = hc->next) {
+        if (hc->req && hc->req->suspended) {
+            hc->req->suspended = false;
+            MHD_resume_connection(hc->c);
+        }
+    }
+    // in-flight requests complete (aborted) inside this call; connection timers close;
+    // a parse still running on the pool frees its buffer when it returns (parse_after)
     MHD_stop_daemon(d);
 }
 
@@ -726,6 +1019,11 @@ unsigned srv_http_in_flight(const srv_http_t *h)
 unsigned srv_http_connections(const srv_http_t *h)
 {
     return h->n_conn;
+}
+
+size_t srv_http_buffered(const srv_http_t *h)
+{
+    return h->buffered;
 }
 
 void srv_http_drain(srv_http_t *h, void (*done)(void *arg), void *arg)

@@ -30,11 +30,20 @@ struct srv;
 /* A handler answers on the loop thread; it must reply (or suspend, later issues). */
 typedef void (*srv_route_fn)(struct srv *s, struct srv_req *r);
 
+/* What a route reads from the request body (server/http.h says when each check runs). */
+enum srv_body {
+    SRV_BODY_NONE = 0,   /* takes none: a body announced with it is refused (413) unread */
+    SRV_BODY_JSON,       /* one JSON object (application/json), parsed into r->json */
+    SRV_BODY_RAW,        /* the bytes as sent, in r->body / r->body_len; any content type */
+};
+
 struct srv_route {
     const char *pattern;      /* "/health", "/v1/files/{id}"; also the metrics label */
     unsigned methods;         /* enum srv_method bits */
     enum srv_auth_role role;  /* needed when API keys are configured (NONE: open) */
     srv_route_fn fn;
+    enum srv_body body;       /* for POST, PUT and PATCH; other methods never take a body */
+    size_t max_body;          /* 0: max-body-bytes; else the smaller of the two */
 };
 
 struct srv_route_match {

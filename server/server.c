@@ -21,11 +21,11 @@
 /* --- routes ------------------------------------------------------------------------------ */
 
 static const struct srv_route routes[] = {
-    {"/health", SRV_GET, SRV_ROLE_NONE, srv_handle_health},
-    {"/ready", SRV_GET, SRV_ROLE_NONE, srv_handle_ready},
-    {"/metrics", SRV_GET, SRV_ROLE_NONE, srv_handle_metrics},
-    {"/v1/models", SRV_GET, SRV_ROLE_INFERENCE, srv_handle_models},
-    {"/v1/models/{model}", SRV_GET, SRV_ROLE_INFERENCE, srv_handle_model},
+    {"/health", SRV_GET, SRV_ROLE_NONE, srv_handle_health, SRV_BODY_NONE, 0},
+    {"/ready", SRV_GET, SRV_ROLE_NONE, srv_handle_ready, SRV_BODY_NONE, 0},
+    {"/metrics", SRV_GET, SRV_ROLE_NONE, srv_handle_metrics, SRV_BODY_NONE, 0},
+    {"/v1/models", SRV_GET, SRV_ROLE_INFERENCE, srv_handle_models, SRV_BODY_NONE, 0},
+    {"/v1/models/{model}", SRV_GET, SRV_ROLE_INFERENCE, srv_handle_model, SRV_BODY_NONE, 0},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -77,40 +77,40 @@ static const char *method_label(const char *m)
 
 /* --- http hooks -------------------------------------------------------------------------- */
 
+/* Routes and authenticates before any body byte is read (server/http.h, intake step 2):
+ * 401/403 for /v1 paths without the right key, then 404 and 405; a matched route says what
+ * body it takes. */
 static void on_head(void *ctx, srv_req_t *r)
 {
     struct srv *s = ctx;
     r->route_rc = srv_router_match(routes, N_ROUTES, r->method, r->path, &r->match, r->allow,
                                    sizeof r->allow);
-    if (!s->auth || !path_needs_key(r->path))
-        return;
-    enum srv_auth_role have = SRV_ROLE_NONE;
-    if (srv_auth_check(s->auth, srv_http_req_header(r, "Authorization"), &have) < 0) {
-        srv_metrics_add(s->metrics, SRV_METRIC_AUTH_FAILURES,
-                        (const char *const[]){"missing_or_invalid"}, 1);
-        srv_http_header(r, "WWW-Authenticate", "Bearer");
-        srv_http_reply_error(r, ERR_AUTH, NULL, "missing or invalid API key; send "
-                                                "`Authorization: Bearer KEY`");
-        return;
+    if (s->auth && path_needs_key(r->path)) {
+        enum srv_auth_role have = SRV_ROLE_NONE;
+        if (srv_auth_check(s->auth, srv_http_req_header(r, "Authorization"), &have) < 0) {
+            srv_metrics_add(s->metrics, SRV_METRIC_AUTH_FAILURES,
+                            (const char *const[]){"missing_or_invalid"}, 1);
+            srv_http_header(r, "WWW-Authenticate", "Bearer");
+            srv_http_reply_error(r, ERR_AUTH, NULL, "missing or invalid API key; send "
+                                                    "`Authorization: Bearer KEY`");
+            return;
+        }
+        r->role = (int)have;
+        enum srv_auth_role need = r->route_rc == 0 ? r->match.route->role : SRV_ROLE_INFERENCE;
+        if (srv_auth_allow(have, need) < 0) {
+            srv_metrics_add(s->metrics, SRV_METRIC_AUTH_FAILURES,
+                            (const char *const[]){"forbidden"}, 1);
+            srv_http_reply_error(r, ERR_FORBIDDEN, NULL, "this API key has role %s; %s needs "
+                                 "role %s", srv_auth_role_name(have),
+                                 r->route_rc == 0 ? r->match.route->pattern : "this path",
+                                 srv_auth_role_name(need));
+            return;
+        }
     }
-    r->role = (int)have;
-    enum srv_auth_role need = r->route_rc == 0 ? r->match.route->role : SRV_ROLE_INFERENCE;
-    if (srv_auth_allow(have, need) < 0) {
-        srv_metrics_add(s->metrics, SRV_METRIC_AUTH_FAILURES, (const char *const[]){"forbidden"}, 1);
-        srv_http_reply_error(r, ERR_FORBIDDEN, NULL, "this API key has role %s; %s needs role %s",
-                             srv_auth_role_name(have), r->match.route->pattern,
-                             srv_auth_role_name(need));
-    }
-}
-
-static void on_request(void *ctx, srv_req_t *r)
-{
-    struct srv *s = ctx;
     char path[256];
     switch (r->route_rc) {
     case 0:
-        r->match.route->fn(s, r);
-        return;
+        break;
     case ERR_METHOD:
         srv_http_header(r, "Allow", r->allow);
         log_quote(path, sizeof path, r->path);
@@ -122,6 +122,19 @@ static void on_request(void *ctx, srv_req_t *r)
         srv_http_reply_error(r, ERR_NOTFOUND, NULL, "no such endpoint: %s", path);
         return;
     }
+    const struct srv_route *rt = r->match.route;
+    unsigned m = srv_router_method(r->method);
+    if (rt->body != SRV_BODY_NONE && (m & (SRV_POST | SRV_PUT | SRV_PATCH))) {
+        size_t max = s->cfg->max_body_bytes;
+        r->body_max = rt->max_body && rt->max_body < max ? rt->max_body : max;
+        r->body_raw = rt->body == SRV_BODY_RAW;
+    }
+}
+
+static void on_request(void *ctx, srv_req_t *r)
+{
+    struct srv *s = ctx;
+    r->match.route->fn(s, r);    // on_head answered every request without a route
 }
 
 static bool is_probe(const srv_req_t *r)
@@ -451,6 +464,7 @@ int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv
         .host = cfg->host,
         .port = cfg->port,
         .max_body_bytes = cfg->max_body_bytes,
+        .max_buffered_bytes = cfg->max_buffered_bytes,
         .conn_timeout = cfg->conn_timeout,
         .max_connections = cfg->max_connections,
         .log = s->log,
@@ -484,9 +498,9 @@ int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv
     uv_async_init(&s->loop, &s->loaded, on_loaded);
     s->loaded.data = s;
     log_info(&s->log, "msg=listening host=%s port=%d max_connections=%d conn_timeout_s=%g "
-                      "max_body_bytes=%zu auth=%s", cfg->host, srv_http_port(s->http),
-             cfg->max_connections, cfg->conn_timeout, cfg->max_body_bytes,
-             s->auth ? "on" : "off");
+                      "max_body_bytes=%zu max_buffered_bytes=%zu auth=%s", cfg->host,
+             srv_http_port(s->http), cfg->max_connections, cfg->conn_timeout,
+             cfg->max_body_bytes, cfg->max_buffered_bytes, s->auth ? "on" : "off");
     log_info(&s->log, "msg=\"loading model\" model=\"%s\" device=%s", cfg->model, cfg->device);
     srv_notify_send("STATUS=loading model");
     if (uv_thread_create(&s->load_thread, load_main, s) != 0) {

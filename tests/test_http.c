@@ -34,6 +34,8 @@
 
 #include <cmocka.h>
 
+#include "rawsock.h"
+
 #define DEADLINE_S 60.0      /* generous: only a broken daemon takes this long */
 #define K_INF "test-inference-key-0123456789abcdef"
 #define K_ADM "test-admin-key-0123456789abcdef0123"
@@ -50,15 +52,12 @@ static char tmpdir[64];
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return raw_now();
 }
 
 static void sleep_ms(int ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    raw_sleep_ms(ms);
 }
 
 static void write_file(const char *path, const char *text)
@@ -385,84 +384,11 @@ static void assert_error_body(const struct resp *r, const char *type)
     assert_true(json_is_string(json_object_get(e, "code")));
 }
 
-/* --- raw sockets ---------------------------------------------------------------------------- */
+/* --- raw sockets (tests/rawsock.c) ----------------------------------------------------- */
 
-static int raw_connect(const struct daemon *d)
+static int daemon_connect(const struct daemon *d)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)d->port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static bool raw_send(int fd, const char *s, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return false;
-        s += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
-/* Reads until the peer closes or buf holds a complete response head (and Content-Length
- * body). Returns bytes read; *closed tells whether the peer closed (or reset). */
-static size_t raw_read_response(int fd, char *buf, size_t cap, bool *closed, double deadline_s)
-{
-    size_t n = 0;
-    *closed = false;
-    double end = now_s() + deadline_s;
-    while (n + 1 < cap && now_s() < end) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 50) <= 0)
-            continue;
-        ssize_t r = recv(fd, buf + n, cap - 1 - n, 0);
-        if (r <= 0) {
-            *closed = true;
-            break;
-        }
-        n += (size_t)r;
-        buf[n] = '\0';
-        char *head_end = strstr(buf, "\r\n\r\n");
-        if (head_end) {
-            char *cl = strcasestr(buf, "\r\nContent-Length:");
-            size_t want = cl && cl < head_end ? (size_t)atol(cl + 17) : 0;
-            if (n >= (size_t)(head_end + 4 - buf) + want)
-                break;
-        }
-    }
-    buf[n] = '\0';
-    return n;
-}
-
-/* Waits until the peer closes the connection; true if it did within the deadline. */
-static bool raw_wait_closed(int fd, double deadline_s)
-{
-    double end = now_s() + deadline_s;
-    char b[4096];
-    while (now_s() < end) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 50) <= 0)
-            continue;
-        ssize_t r = recv(fd, b, sizeof b, 0);
-        if (r <= 0)
-            return true;
-    }
-    return false;
-}
-
-static int raw_status(const char *resp)
-{
-    return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : -1;
+    return raw_connect(d->port);
 }
 
 /* A metric's value from /metrics (the first line starting with `series `), or -1. */
@@ -693,7 +619,7 @@ static void test_auth(void **state)
     resp_free(&r);
     assert_true(metric_value(&A, "orthod_auth_failures_total{reason=\"missing_or_invalid\"}") >= 5);
     // an unauthenticated request with a big body is refused before the body is read
-    int fd = raw_connect(&A);
+    int fd = daemon_connect(&A);
     assert_true(fd >= 0);
     const char req[] = "POST /v1/models HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                        "Content-Length: 60000\r\n\r\n";
@@ -705,53 +631,125 @@ static void test_auth(void **state)
     close(fd);
 }
 
-static long post_json(const char *ct, const char *body, size_t len, struct resp *r)
+/* Sends head only (a body is announced but not sent) and expects the answer `want` before
+ * any body byte, with Connection: close, and the connection closed. */
+static void expect_unread(const struct daemon *d, const char *head, int want, const char *needle)
 {
-    char ctl[128];
-    snprintf(ctl, sizeof ctl, "Content-Type: %s", ct);
-    const char *hdrs[] = {"Authorization: Bearer " K_INF, ctl, NULL};
-    return http_req(&A, "POST", "/v1/models", hdrs, body, len, r);
+    int fd = daemon_connect(d);
+    assert_true(fd >= 0);
+    assert_true(raw_send(fd, head, strlen(head)));
+    char buf[8192];
+    bool closed;
+    raw_read_response(fd, buf, sizeof buf, &closed, DEADLINE_S);
+    if (raw_status(buf) != want)
+        fail_msg("want %d before the body for:\n%s\ngot: %.300s", want, head, buf);
+    if (needle && !strstr(buf, needle))
+        fail_msg("the answer lacks '%s': %.300s", needle, buf);
+    assert_non_null(strcasestr(buf, "Connection: close"));
+    assert_true(closed || raw_wait_closed(fd, DEADLINE_S));
+    close(fd);
 }
 
-static void test_bad_bodies(void **state)
+/* Route and key are checked before a body byte is read: a route that takes no body, a
+ * wrong method and an unknown path all answer at once, without reading what was announced
+ * (none of the daemon's routes takes a body yet; tests/test_http_intake.c covers reading). */
+static void test_bodies_refused_unread(void **state)
 {
     (void)state;
+    // a body to a GET-only route: 405 (the method) before the body
+    expect_unread(&A, "POST /v1/models HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " K_INF "\r\n"
+                  "Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n", 405, NULL);
+    expect_unread(&A, "POST /health HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n", 405, NULL);
+    // a body with a method the route takes, but the route takes no body: 413
+    expect_unread(&A, "GET /health HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n", 413,
+                  "takes no request body");
+    expect_unread(&A, "GET /v1/models HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " K_INF "\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n", 413, "takes no request body");
+    // an unknown path: 404 before the body (and before any JSON could be parsed)
+    expect_unread(&A, "POST /nope HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  "Content-Length: 60000\r\n\r\n", 404, "\"not_found\"");
+    // an unknown /v1 path without a key: 401 first
+    expect_unread(&A, "POST /v1/nope HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  "Content-Length: 60000\r\n\r\n", 401, NULL);
+    // an empty body is no body
     struct resp r;
-    // wrong content type
-    assert_int_equal(post_json("text/plain", "{}", 2, &r), 400);
-    assert_error_body(&r, "invalid_request_error");
-    assert_non_null(strstr(r.body, "Content-Type"));
+    const char *zero[] = {"Content-Length: 0", NULL};
+    assert_int_equal(http_req(&A, "GET", "/health", zero, NULL, 0, &r), 200);
     resp_free(&r);
     assert_still_serving(&A);
-    // malformed JSON, and JSON that is not an object
-    const char *bad[] = {"{bad", "{\"a\":1,}", "[1,2]", "{\"a\":1}{", "{\"a\":1,\"a\":2}",
-                         "\"\xff\""};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(post_json("application/json", bad[i], strlen(bad[i]), &r), 400);
-        assert_error_body(&r, "invalid_request_error");
-        resp_free(&r);
-        assert_still_serving(&A);
+    assert_true(metric_value(&A, "orthod_http_bodies_rejected_total{reason=\"no_body\"}") >= 2);
+}
+
+/* VmRSS (or VmHWM, the peak) of a process, in bytes; -1 if unreadable. */
+static long proc_mem(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, field, strlen(field)) == 0)
+            kb = atol(line + strlen(field));
+    if (f)
+        fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* Without a key, 40 clients each announcing and pushing 8 MB at routes that take no body
+ * (a probe, an unknown path) must not make the daemon hold their bodies: it answers from
+ * the headers and reads nothing. (Before, each body was buffered and parsed: RSS went from
+ * 162 MB to 492 MB.) */
+static void test_bodies_not_buffered(void **state)
+{
+    (void)state;
+    struct daemon d;
+    daemon_start(&d, "amplify", "--max-connections", "128", NULL);    // max-body-bytes 8M
+    assert_int_equal(poll_status(&d, "/ready", NULL, 200), 200);
+    long before = proc_mem(d.pid, "VmRSS:");
+    assert_true(before > 0);
+    enum { N = 40 };
+    static const size_t body_len = 8u << 20;
+    char *body = malloc(body_len);
+    assert_non_null(body);
+    memset(body, '[', body_len);
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = daemon_connect(&d);
+        assert_true(fds[i] >= 0);
+        char head[256];
+        snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                 "application/json\r\nContent-Length: %zu\r\n\r\n",
+                 i % 2 ? "/health" : "/no/such/path", body_len);
+        assert_true(raw_send(fds[i], head, strlen(head)));
+        // push as much of the body as the connection takes without waiting
+        size_t off = 0;
+        while (off < body_len) {
+            ssize_t w = send(fds[i], body + off, body_len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
     }
-    // a well-formed body passes the generic checks and reaches routing: GET-only route -> 405
-    assert_int_equal(post_json("application/json; charset=utf-8", "{\"x\":1}", 7, &r), 405);
-    resp_free(&r);
-    // exactly at the limit is read (and then refused by the route); one byte over is 413
-    size_t lim = 64 * 1024;
-    char *big = malloc(lim + 2);
-    assert_non_null(big);
-    memset(big, ' ', lim + 1);
-    big[0] = '{';
-    big[lim - 1] = '}';
-    assert_int_equal(post_json("application/json", big, lim, &r), 405);
-    resp_free(&r);
-    big[lim - 1] = ' ';
-    big[lim] = '}';
-    assert_int_equal(post_json("application/json", big, lim + 1, &r), 413);
-    assert_error_body(&r, "invalid_request_error");
-    resp_free(&r);
-    free(big);
-    assert_still_serving(&A);
-    assert_true(metric_value(&A, "orthod_http_bodies_rejected_total{reason=\"json\"}") >= 6);
+    for (int i = 0; i < N; i++) {
+        char buf[4096];
+        bool closed;
+        raw_read_response(fds[i], buf, sizeof buf, &closed, DEADLINE_S);
+        int st = raw_status(buf);
+        if (st != (i % 2 ? 405 : 404))
+            fail_msg("client %d: %.200s", i, buf);
+        close(fds[i]);
+    }
+    free(body);
+    long peak = proc_mem(d.pid, "VmHWM:");
+    long after = proc_mem(d.pid, "VmRSS:");
+    fprintf(stderr, "rss before %ld MiB, after %ld MiB, peak %ld MiB\n", before >> 20,
+            after >> 20, peak >> 20);
+    // one 8 MB body held would already pass this
+    if (after - before > (6l << 20))
+        fail_msg("RSS grew by %ld MiB while refusing bodies", (after - before) >> 20);
+    assert_still_serving(&d);
+    daemon_stop(&d, SIGTERM, 0);
 }
 
 /* 413 from Content-Length arrives before any body byte is sent, with and without Expect. */
@@ -767,7 +765,7 @@ static void test_body_too_large_unread(void **state)
         "POST /health HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\n",
     };
     for (size_t i = 0; i < 3; i++) {
-        int fd = raw_connect(&A);
+        int fd = daemon_connect(&A);
         assert_true(fd >= 0);
         assert_true(raw_send(fd, reqs[i], strlen(reqs[i])));
         char buf[8192];
@@ -785,50 +783,12 @@ static void test_body_too_large_unread(void **state)
     assert_true(metric_value(&A, "orthod_http_bodies_rejected_total{reason=\"too_large\"}") >= 3);
 }
 
-/* A chunked body has no length up front: it is counted as it arrives and refused past the
- * limit without the server reading the rest. */
-static void test_body_too_large_chunked(void **state)
-{
-    (void)state;
-    int fd = raw_connect(&A);
-    assert_true(fd >= 0);
-    const char head[] = "POST /v1/models HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " K_INF "\r\n"
-                        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-    assert_true(raw_send(fd, head, sizeof head - 1));
-    static char chunk[8192 + 16];
-    int hl = snprintf(chunk, sizeof chunk, "%x\r\n", 8192);
-    memset(chunk + hl, ' ', 8192);
-    memcpy(chunk + hl + 8192, "\r\n", 2);
-    size_t clen = (size_t)hl + 8192 + 2;
-    // up to 1 MiB offered; the server must stop us long before that
-    size_t sent = 0;
-    bool refused = false;
-    char buf[8192] = "";
-    for (int i = 0; i < 128 && !refused; i++) {
-        if (!raw_send(fd, chunk, clen)) {
-            refused = true;
-            break;
-        }
-        sent += 8192;
-        struct pollfd p = {fd, POLLIN, 0};
-        if (sent > 64 * 1024 && poll(&p, 1, 10) > 0)
-            refused = true;
-    }
-    bool closed = false;
-    raw_read_response(fd, buf, sizeof buf, &closed, DEADLINE_S);
-    // either a 413, or (if the reply could not be queued mid-body) the connection dropped
-    if (!(raw_status(buf) == 413 || (buf[0] == '\0' && closed)))
-        fail_msg("chunked over the limit: got '%.200s' closed=%d", buf, closed);
-    close(fd);
-    assert_still_serving(&A);
-}
-
 static void test_slow_and_idle_connections(void **state)
 {
     (void)state;
     double before = metric_value(&A, "orthod_http_connections_timed_out_total");
     // headers that never finish
-    int fd = raw_connect(&A);
+    int fd = daemon_connect(&A);
     assert_true(fd >= 0);
     assert_true(raw_send(fd, "GET /health HTTP/1.1\r\nHost:", 27));
     assert_true(raw_wait_closed(fd, DEADLINE_S));
@@ -840,7 +800,7 @@ static void test_slow_and_idle_connections(void **state)
                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    fd = raw_connect(&A);
+    fd = daemon_connect(&A);
     assert_true(fd >= 0);
     bool cut = false;
     for (size_t i = 0; i < sizeof slow - 1; i++) {
@@ -860,7 +820,7 @@ static void test_slow_and_idle_connections(void **state)
     assert_true(cut);
     close(fd);
     // an idle keep-alive connection is closed after its request
-    fd = raw_connect(&A);
+    fd = daemon_connect(&A);
     assert_true(fd >= 0);
     const char req[] = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
     assert_true(raw_send(fd, req, sizeof req - 1));
@@ -907,45 +867,93 @@ static void test_sighup_reload(void **state)
 
 /* --- other daemons ---------------------------------------------------------------------------- */
 
-/* In-flight requests finish after SIGTERM; new connections are refused; exit 0. */
+/* The first route of the daemon's that takes a JSON body (POST), or NULL. A request to
+ * it whose body has not all arrived is held in flight, which the drain tests need. None of
+ * the daemon's routes takes a body yet (issue 17 adds them); tests/test_http_intake.c
+ * covers draining with a request in flight at the transport level meanwhile. */
+static const char *body_route(const struct daemon *d)
+{
+    static const char *const candidates[] = {"/v1/completions", "/v1/chat/completions",
+                                             "/tokenize"};
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+        struct resp r;
+        long st = http_get(d, candidates[i], NULL, &r);
+        char allow[128];
+        bool post = st == 405 && resp_header(&r, "Allow", allow, sizeof allow) &&
+                    strstr(allow, "POST");
+        resp_free(&r);
+        if (post)
+            return candidates[i];
+    }
+    return NULL;
+}
+
+/* Holds a request in flight on fd: headers and the first byte of a 100-byte body. */
+static void hold_request(const struct daemon *d, int fd, const char *path)
+{
+    char head[256];
+    snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json"
+             "\r\nContent-Length: 100\r\n\r\n{", path);
+    assert_true(raw_send(fd, head, strlen(head)));
+    // wait until the daemon holds our request (the scrape itself is the other one)
+    assert_true(poll_metric(d, "orthod_http_requests_in_flight", 2) >= 2);
+}
+
+/* SIGTERM: new connections are refused, idle keep-alive connections are closed, a request
+ * in flight finishes (with Connection: close), then exit 0. */
 static void test_sigterm_drain(void **state)
 {
     (void)state;
     struct daemon d;
     daemon_start(&d, "drain", "--conn-timeout", "60s", "--shutdown-timeout", "60s", NULL);
     assert_int_equal(poll_status(&d, "/ready", NULL, 200), 200);
-    int fd = raw_connect(&d);
-    assert_true(fd >= 0);
-    const char head[] = "POST /v1/models HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                        "Content-Length: 7\r\n\r\n{\"a\":";
-    assert_true(raw_send(fd, head, sizeof head - 1));
-    // wait until the daemon holds our request (the scrape itself is the other one)
-    assert_true(poll_metric(&d, "orthod_http_requests_in_flight", 2) >= 2);
+    const char *route = body_route(&d);
+    // an idle keep-alive connection
+    int idle = daemon_connect(&d);
+    assert_true(idle >= 0);
+    const char req[] = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    char buf[4096];
+    bool closed;
+    assert_true(raw_send(idle, req, sizeof req - 1));
+    raw_read_response(idle, buf, sizeof buf, &closed, DEADLINE_S);
+    assert_int_equal(raw_status(buf), 200);
+    int fd = -1;
+    if (route) {
+        fd = daemon_connect(&d);
+        assert_true(fd >= 0);
+        hold_request(&d, fd, route);
+    }
     kill(d.pid, SIGTERM);
     double end = now_s() + DEADLINE_S;
     while (!log_has(&d, "draining: listening socket closed") && now_s() < end)
         sleep_ms(20);
     assert_true(log_has(&d, "draining"));
     // not accepting: connecting fails now
-    int fd2 = raw_connect(&d);
+    int fd2 = daemon_connect(&d);
     if (fd2 >= 0) {
-        char b[64];
-        bool closed;
-        raw_read_response(fd2, b, sizeof b, &closed, 5);
+        raw_read_response(fd2, buf, sizeof buf, &closed, 5);
         close(fd2);
         fail_msg("a new connection was accepted while draining");
     }
-    // the daemon waits for our request
-    assert_int_equal(daemon_wait(&d, 0.2), -1);
-    assert_true(raw_send(fd, "1}", 2));
-    char buf[4096];
-    bool closed;
-    raw_read_response(fd, buf, sizeof buf, &closed, DEADLINE_S);
-    assert_int_equal(raw_status(buf), 405);      // it was answered in full
-    assert_non_null(strcasestr(buf, "Connection: close"));
-    close(fd);
+    if (route) {
+        // the daemon waits for our request, then answers it in full
+        assert_int_equal(daemon_wait(&d, 0.2), -1);
+        char rest[100];
+        memset(rest, ' ', sizeof rest);
+        rest[sizeof rest - 2] = '}';
+        assert_true(raw_send(fd, rest, 99));
+        raw_read_response(fd, buf, sizeof buf, &closed, DEADLINE_S);
+        assert_true(raw_status(buf) >= 200);
+        assert_non_null(strcasestr(buf, "Connection: close"));
+        close(fd);
+    } else {
+        fprintf(stderr, "test_sigterm_drain: no route takes a body yet; the in-flight part "
+                        "runs in test_http_intake\n");
+    }
     daemon_stop(&d, 0, 0);
     assert_true(log_has(&d, "drained; exiting"));
+    assert_true(raw_wait_closed(idle, DEADLINE_S));
+    close(idle);
 }
 
 /* A request that never finishes does not hold the exit past shutdown-timeout; still exit 0. */
@@ -954,12 +962,15 @@ static void test_shutdown_timeout(void **state)
     (void)state;
     struct daemon d;
     daemon_start(&d, "shutdown", "--conn-timeout", "120s", "--shutdown-timeout", "500ms", NULL);
-    int fd = raw_connect(&d);
+    assert_int_equal(poll_status(&d, "/ready", NULL, 200), 200);
+    const char *route = body_route(&d);
+    if (!route) {
+        daemon_stop(&d, SIGTERM, 0);
+        skip();    // needs a request that can be held in flight: a route that takes a body
+    }
+    int fd = daemon_connect(&d);
     assert_true(fd >= 0);
-    const char head[] = "POST /v1/models HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                        "Content-Length: 100\r\n\r\n{";
-    assert_true(raw_send(fd, head, sizeof head - 1));
-    assert_true(poll_metric(&d, "orthod_http_requests_in_flight", 2) >= 2);
+    hold_request(&d, fd, route);
     kill(d.pid, SIGTERM);
     daemon_stop(&d, 0, 0);
     assert_true(log_has(&d, "shutdown-timeout passed"));
@@ -979,7 +990,7 @@ static void test_connection_limit(void **state)
     bool closed;
     // hold 4 keep-alive connections, each proven accepted by a full exchange
     for (int i = 0; i < 4; i++) {
-        fds[i] = raw_connect(&d);
+        fds[i] = daemon_connect(&d);
         assert_true(fds[i] >= 0);
         assert_true(raw_send(fds[i], req, sizeof req - 1));
         raw_read_response(fds[i], buf, sizeof buf, &closed, DEADLINE_S);
@@ -987,7 +998,7 @@ static void test_connection_limit(void **state)
         assert_false(closed);
     }
     // the fifth is told 503 and closed, without being served
-    int extra = raw_connect(&d);
+    int extra = daemon_connect(&d);
     assert_true(extra >= 0);
     raw_send(extra, req, sizeof req - 1);
     raw_read_response(extra, buf, sizeof buf, &closed, DEADLINE_S);
@@ -1198,9 +1209,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_not_found_and_wrong_method),
         cmocka_unit_test(test_auth),
-        cmocka_unit_test(test_bad_bodies),
+        cmocka_unit_test(test_bodies_refused_unread),
         cmocka_unit_test(test_body_too_large_unread),
-        cmocka_unit_test(test_body_too_large_chunked),
         cmocka_unit_test(test_slow_and_idle_connections),
         cmocka_unit_test(test_sighup_reload),
         cmocka_unit_test(test_bind_failure),
@@ -1209,6 +1219,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sigterm_drain),
         cmocka_unit_test(test_shutdown_timeout),
         cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_bodies_not_buffered),
         cmocka_unit_test(test_model_load_failure),
         cmocka_unit_test(test_model_name_not_utf8),
         cmocka_unit_test(test_non_loopback_warning),

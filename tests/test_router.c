@@ -17,13 +17,13 @@ static void h_dummy(struct srv *s, struct srv_req *r)
 }
 
 static const struct srv_route table[] = {
-    {"/", SRV_GET, SRV_ROLE_NONE, h_dummy},
-    {"/health", SRV_GET, SRV_ROLE_NONE, h_dummy},
-    {"/v1/models", SRV_GET, SRV_ROLE_INFERENCE, h_dummy},
-    {"/v1/files", SRV_GET | SRV_POST, SRV_ROLE_ADMIN, h_dummy},
-    {"/v1/files/{id}", SRV_GET | SRV_DELETE, SRV_ROLE_ADMIN, h_dummy},
-    {"/v1/files/{id}/content", SRV_GET, SRV_ROLE_ADMIN, h_dummy},
-    {"/v1/jobs/{job}/events/{n}", SRV_GET, SRV_ROLE_ADMIN, h_dummy},
+    {"/", SRV_GET, SRV_ROLE_NONE, h_dummy, SRV_BODY_NONE, 0},
+    {"/health", SRV_GET, SRV_ROLE_NONE, h_dummy, SRV_BODY_NONE, 0},
+    {"/v1/models", SRV_GET, SRV_ROLE_INFERENCE, h_dummy, SRV_BODY_NONE, 0},
+    {"/v1/files", SRV_GET | SRV_POST, SRV_ROLE_ADMIN, h_dummy, SRV_BODY_NONE, 0},
+    {"/v1/files/{id}", SRV_GET | SRV_DELETE, SRV_ROLE_ADMIN, h_dummy, SRV_BODY_NONE, 0},
+    {"/v1/files/{id}/content", SRV_GET, SRV_ROLE_ADMIN, h_dummy, SRV_BODY_NONE, 0},
+    {"/v1/jobs/{job}/events/{n}", SRV_GET, SRV_ROLE_ADMIN, h_dummy, SRV_BODY_NONE, 0},
 };
 #define N (sizeof table / sizeof table[0])
 
