@@ -40,6 +40,8 @@ struct http_conn {
     bool refused;                  /* over max-connections: answered 503 and shut down */
     bool lingering;                /* replied mid-body: dropping the rest until LINGER_* */
     uint64_t lingered;             /* bytes dropped while lingering */
+    bool in_request;               /* a request line arrived and its reply is not done */
+    bool nul_in_url;               /* the decoded path or query of that request held a NUL */
     char peer[64];
     struct http_conn *prev, *next;
 };
@@ -55,6 +57,7 @@ struct srv_http {
     int port;
     size_t max_body;
     size_t max_buffered, buffered; /* the shared body budget and what is held now */
+    bool layout_check;             /* header-block layout check on (http_head_laid_out) */
     uint64_t deadline_ms;
     unsigned max_conn;
     struct log_sink log;
@@ -267,15 +270,14 @@ int srv_http_reply_json(srv_req_t *r, unsigned status, json_t *obj)
     return srv_http_reply(r, status, "application/json", s, strlen(s));
 }
 
-int srv_http_reply_error(srv_req_t *r, int err, const char *param, const char *fmt, ...)
+static int reply_error_v(srv_req_t *r, unsigned status, int err, const char *param,
+                         const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+static int reply_error_v(srv_req_t *r, unsigned status, int err, const char *param,
+                         const char *fmt, va_list ap)
 {
     char msg[512];
-    if (fmt) {
-        va_list ap;
-        va_start(ap, fmt);
+    if (fmt)
         vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-    }
     struct proto_status st;
     proto_status_for(err, &st);
     char *body = NULL;
@@ -283,6 +285,7 @@ int srv_http_reply_error(srv_req_t *r, int err, const char *param, const char *f
     if (proto_status_error_json(err, fmt ? msg : NULL, param, &body, &len) < 0) {
         // no memory for the body: still answer, with the status alone
         proto_status_for(ERR_NOMEM, &st);
+        status = 0;
         body = NULL;
         len = 0;
     }
@@ -292,7 +295,30 @@ int srv_http_reply_error(srv_req_t *r, int err, const char *param, const char *f
         srv_http_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
     r->err = err;
-    return srv_http_reply(r, st.http, "application/json", body, len);
+    return srv_http_reply(r, status ? status : st.http, "application/json", body, len);
+}
+
+int srv_http_reply_error(srv_req_t *r, int err, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = reply_error_v(r, 0, err, param, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* The OpenAI error body for err under another status (501, 408: codes the ERR_* table
+ * does not map to). */
+static int reply_error_status(srv_req_t *r, unsigned status, int err, const char *param,
+                                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int reply_error_status(srv_req_t *r, unsigned status, int err, const char *param,
+                                       const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = reply_error_v(r, status, err, param, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 /* --- connections ------------------------------------------------------------------------- */
@@ -355,6 +381,21 @@ static void on_deadline(uv_timer_t *t)
                       "peer=%s timeout_ms=%llu", hc->peer, (unsigned long long)h->deadline_ms);
     if (h->hooks.on_conn_timeout)
         h->hooks.on_conn_timeout(h->hooks.ctx);
+    // a request was under way and nothing answers it yet: say why it ends (408); an idle
+    // keep-alive connection just closes (a 408 there could be read as the reply to the
+    // client's next request)
+    srv_req_t *r = hc->req;
+    if (hc->in_request && (!r || !r->status)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the request did not arrive within conn-timeout (%.3g s)",
+                 (double)h->deadline_ms / 1000.0);
+        conn_write_error(hc, 408, ERR_TIMEOUT, r ? r->id : NULL, msg);
+        if (r) {
+            r->status = 408;
+            r->err = ERR_TIMEOUT;
+            r->raw_replied = true;
+        }
+    }
     // shutdown (not close): MHD still owns the descriptor; it sees EOF and closes it itself
     if (hc->fd >= 0)
         shutdown(hc->fd, SHUT_RDWR);
@@ -445,11 +486,22 @@ static void on_defer(uv_timer_t *t)
     }
 }
 
+static struct http_conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)c;
     srv_http_t *h = cls;
+    struct http_conn *conn = conn_of(c);
+    if (conn) {
+        // also for a request libmicrohttpd answered itself (r is NULL then)
+        conn->in_request = false;
+        conn->nul_in_url = false;
+    }
     srv_req_t *r = *con_cls;
     if (!r)
         return;
@@ -567,9 +619,105 @@ static void reply_mid_body(srv_http_t *h, srv_req_t *r, int err, const char *fmt
     (void)h;
 }
 
-/* Steps 1-3 of the intake (http.h), once the headers are complete. */
-static enum MHD_Result on_first_call(srv_http_t *h, srv_req_t *r)
+/* --- strict request heads --------------------------------------------------------------- */
+
+/* RFC 9110 token characters (header names). */
+static bool is_tchar(unsigned char c)
 {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+struct head_walk {
+    const char *expect;            /* where the next header line must start */
+    bool laid_out;                 /* every line so far sat where expected */
+    bool bad_name, bad_value;
+    unsigned n_cl, n_te, n_host;
+};
+
+static enum MHD_Result head_walk_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    struct head_walk *w = cls;
+    // libmicrohttpd 0.9.75 parses the head in place: each header line starts where the one
+    // before ended (value, then CR LF). A NUL inside a value (which it cuts the value at),
+    // a bare LF or a folded line (which it joins elsewhere) breaks that chain.
+    if (key != w->expect)
+        w->laid_out = false;
+    w->expect = value + value_size + 2;
+    for (size_t i = 0; i < key_size; i++)
+        w->bad_name |= !is_tchar((unsigned char)key[i]);
+    w->bad_name |= key_size == 0;
+    for (size_t i = 0; i < value_size; i++) {
+        unsigned char c = (unsigned char)value[i];
+        w->bad_value |= (c < 0x20 && c != '\t') || c == 0x7F;
+    }
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        w->n_cl++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+        w->n_te++;
+    else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+        w->n_host++;
+    return MHD_YES;
+}
+
+/* Refuses a request head whose framing or bytes are in doubt, before anything acts on it:
+ * the things a proxy in front and this server could read differently (request smuggling),
+ * and bytes libmicrohttpd would silently drop. Returns true if it replied (and the
+ * connection will close). */
+static bool head_refused(srv_http_t *h, srv_req_t *r, const char *version)
+{
+    struct MHD_Connection *c = r->conn;
+    struct http_conn *hc = r->hconn;
+    struct head_walk w = {.expect = version + strlen(version) + 2, .laid_out = true};
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, head_walk_one, &w);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (!ci || w.expect + 2 != r->method + ci->header_size)
+        w.laid_out = false;
+    const char *why = NULL;
+    int err = ERR_PROTO;
+    unsigned status = 400;
+    bool http11 = strcmp(version, MHD_HTTP_VERSION_1_0) != 0;
+    const char *te = srv_http_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (hc && hc->nul_in_url)
+        why = "the path or query holds a NUL byte (%00)";
+    else if (h->layout_check && !w.laid_out)
+        why = "malformed header block: a NUL byte in a header, a line not ending in CR LF, or "
+              "a folded header line";
+    else if (w.bad_name)
+        why = "a header name holds a character that is not allowed";
+    else if (w.bad_value)
+        why = "a header value holds a control character";
+    else if (w.n_cl > 1)
+        why = "more than one Content-Length header";
+    else if (w.n_cl && w.n_te)
+        why = "both Content-Length and Transfer-Encoding: send one";
+    else if (w.n_te && !http11)
+        why = "Transfer-Encoding in an HTTP/1.0 request";
+    else if (w.n_te > 1 || (te && strcasecmp(te, "chunked") != 0)) {
+        why = "Transfer-Encoding other than chunked is not supported";
+        err = ERR_UNSUPPORTED;
+        status = 501;
+    } else if (http11 && w.n_host == 0)
+        why = "HTTP/1.1 request without a Host header";
+    else if (w.n_host > 1)
+        why = "more than one Host header";
+    if (!why)
+        return false;
+    r->must_close = true;
+    body_rejected(h, "bad_head");
+    log_info(&h->log, "msg=\"request refused\" id=%s peer=%s reason=\"%s\"", r->id, r->peer, why);
+    reply_error_status(r, status, err, NULL, "%s", why);
+    return true;
+}
+
+/* Steps 1-3 of the intake (http.h), once the headers are complete. */
+static enum MHD_Result on_first_call(srv_http_t *h, srv_req_t *r, const char *version)
+{
+    if (head_refused(h, r, version))
+        return MHD_YES;
     const char *cl = srv_http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     r->chunked = srv_http_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
     if (cl && !r->chunked) {
@@ -826,7 +974,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
                                  const char *upload_data, size_t *upload_data_size,
                                  void **con_cls)
 {
-    (void)version;
     srv_http_t *h = cls;
     srv_req_t *r = *con_cls;
     if (!r) {
@@ -840,7 +987,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
             return MHD_NO;    // out of memory: drop the connection
         *con_cls = r;
         h->in_flight++;
-        return on_first_call(h, r);
+        return on_first_call(h, r, version);
     }
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
@@ -852,6 +999,58 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     if (r->status)
         return MHD_YES;
     return on_body_done(h, r);
+}
+
+/* --- request lines: started requests, decoded paths ------------------------------------ */
+
+/* A request line arrived: from here a timeout is answered with 408 (an idle keep-alive
+ * connection is closed without a word). Returns the request's initial context: none. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    (void)uri;
+    struct http_conn *hc = conn_of(c);
+    if (hc) {
+        hc->in_request = true;
+        hc->nul_in_url = false;
+    }
+    return NULL;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decoding of the path and of query keys and values, in place (as libmicrohttpd's
+ * own does: "%XX" only, a malformed escape stays as it is). A decoded NUL would cut the
+ * string short (`/health%00x` answered as `/health`): it is noted and the request refused. */
+static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    char *w = s;
+    bool nul = false;
+    for (const char *p = s; *p; p++) {
+        int hi, lo;
+        if (p[0] == '%' && (hi = hex_value(p[1])) >= 0 && (lo = hex_value(p[2])) >= 0) {
+            char v = (char)(hi * 16 + lo);
+            nul |= v == '\0';
+            *w++ = v;
+            p += 2;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    if (nul) {
+        struct http_conn *hc = conn_of(c);
+        if (hc)
+            hc->nul_in_url = true;
+    }
+    return (size_t)(w - s);
 }
 
 /* --- MHD's own messages ---------------------------------------------------------------- */
@@ -934,6 +1133,12 @@ int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **
     if (getrandom(&h->id_prefix, sizeof h->id_prefix, GRND_NONBLOCK) != sizeof h->id_prefix)
         h->id_prefix = (uint32_t)uv_hrtime() ^ (uint32_t)getpid();
     h->log_window_ms = uv_now(loop);
+    // the header-block layout check relies on how this libmicrohttpd parses in place
+    h->layout_check = strcmp(MHD_get_version(), "0.9.75") == 0;
+    if (!h->layout_check)
+        log_warn(&h->log, "msg=\"libmicrohttpd %s: the check for NUL bytes, bare LF and folded "
+                          "lines in request heads is off (verified on 0.9.75 only)\"",
+                 MHD_get_version());
 
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
@@ -949,6 +1154,8 @@ int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **
         MHD_OPTION_CONNECTION_TIMEOUT, mhd_timeout ? mhd_timeout : 1u,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h,
         MHD_OPTION_END);
     if (!h->mhd) {
         int e = errno;
@@ -976,6 +1183,8 @@ int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **
     uv_timer_init(loop, &h->defer);
     h->defer.data = h;
     h->n_open_handles = 3;
+    log_info(&h->log, "msg=\"http transport\" libmicrohttpd=%s port=%d", MHD_get_version(),
+             h->port);
     uv_poll_start(&h->poll, UV_READABLE, on_poll);
     http_rearm(h);
     *out = h;

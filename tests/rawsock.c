@@ -101,11 +101,13 @@ int raw_status(const char *resp)
     return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : -1;
 }
 
-int raw_count(const char *hay, const char *needle)
+int raw_status_lines(const char *resp)
 {
     int n = 0;
-    size_t nl = strlen(needle);
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += nl)
-        n++;
+    for (const char *p = resp; p; p = strchr(p, '\n')) {
+        if (*p == '\n')
+            p++;
+        n += strncmp(p, "HTTP/1.", 7) == 0 && p[7] && p[8] == ' ';
+    }
     return n;
 }
