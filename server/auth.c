@@ -1,6 +1,8 @@
 /* server/auth.c: key file parsing and constant-time Bearer checks. */
 #include "auth.h"
 
+#include "opfile.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -174,25 +176,15 @@ fail:
     return rc;
 }
 
-int srv_auth_load(const char *path, srv_auth_t **out, struct errbuf *eb)
+int srv_auth_load(const char *path, srv_auth_t **out, unsigned *mode, struct errbuf *eb)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return err_set(eb, ERR_IO, "%s: cannot open API key file: %s", path, strerror(errno));
-    char *buf = malloc(SRV_AUTH_MAX_FILE_BYTES + 1);
-    if (!buf) {
-        fclose(f);
-        return ERR_NOMEM;
-    }
-    size_t n = fread(buf, 1, SRV_AUTH_MAX_FILE_BYTES + 1, f);
-    int rc;
-    if (ferror(f))
-        rc = err_set(eb, ERR_IO, "%s: cannot read API key file: %s", path, strerror(errno));
-    else
-        rc = srv_auth_parse(buf, n, path, out, eb);
-    explicit_bzero(buf, n);
-    free(buf);
-    fclose(f);
+    char *buf = NULL;
+    size_t n = 0;
+    int rc = srv_opfile_read(path, SRV_AUTH_MAX_FILE_BYTES, &buf, &n, mode, eb);
+    if (rc < 0)
+        return rc == ERR_TOOLARGE ? err_set(eb, ERR_INVAL, "%s (API key file)", eb->msg) : rc;
+    rc = srv_auth_parse(buf, n, path, out, eb);
+    srv_opfile_free(buf, n);
     return rc;
 }
 

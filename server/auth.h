@@ -30,8 +30,10 @@ typedef struct srv_auth srv_auth_t;
  * on failure. An empty file (no keys) is an error: it would lock every client out. */
 int srv_auth_parse(const char *text, size_t len, const char *name, srv_auth_t **out,
                    struct errbuf *eb);
-/* Reads and parses the file at path (ERR_IO when unreadable). */
-int srv_auth_load(const char *path, srv_auth_t **out, struct errbuf *eb);
+/* Reads (server/opfile.h: regular files only, never blocking on open, size-capped) and
+ * parses the file at path. *mode (may be NULL) gets its permission bits. Errors: ERR_IO
+ * (cannot open or read, or not a regular file), ERR_INVAL (content, size), ERR_NOMEM. */
+int srv_auth_load(const char *path, srv_auth_t **out, unsigned *mode, struct errbuf *eb);
 void srv_auth_free(srv_auth_t *a);               /* NULL ok */
 size_t srv_auth_count(const srv_auth_t *a);       /* number of keys */
 

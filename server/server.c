@@ -7,6 +7,7 @@
 #include "backend_select.h"
 #include "handle.h"
 #include "notify.h"
+#include "opfile.h"
 #include "orthod_config.h"
 
 #include <arpa/inet.h>
@@ -298,6 +299,9 @@ static void srv_stop(struct srv *s)
     uv_unref((uv_handle_t *)&s->sig_hup);
     uv_close((uv_handle_t *)&s->watchdog, on_closed_noop);
     uv_close((uv_handle_t *)&s->drain_deadline, on_closed_noop);
+    // a key reload still reading is left to its thread: it cannot hold the exit
+    srv_opfile_job_abandon(s->keys_job);
+    s->keys_job = NULL;
     // the load thread may still send: keep its async open until on_loaded has joined it
     if (!s->load_running)
         uv_close((uv_handle_t *)&s->loaded, on_closed_noop);
@@ -346,35 +350,89 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     srv_drain(s);
 }
 
-struct key_reload {
-    uv_work_t work;
-    struct srv *s;
+/* --- API keys: loaded on a thread of their own, bounded in time (server/opfile.h) ------- */
+
+struct key_load {
+    char *path;                    /* a copy: the thread may outlive the config */
     srv_auth_t *auth;
     int rc;
+    unsigned mode;
     struct errbuf eb;
 };
 
-static void reload_work(uv_work_t *w)
+static void key_load_fn(void *arg)
 {
-    struct key_reload *k = w->data;
-    k->rc = srv_auth_load(k->s->cfg->api_key_file, &k->auth, &k->eb);
+    struct key_load *k = arg;
+    k->rc = srv_auth_load(k->path, &k->auth, &k->mode, &k->eb);
 }
 
-static void reload_done(uv_work_t *w, int status)
+static void key_load_free(void *arg)
 {
-    struct key_reload *k = w->data;
-    struct srv *s = k->s;
-    s->auth_reloading = false;
-    if (status == 0 && k->rc == 0) {
+    struct key_load *k = arg;
+    if (!k)
+        return;
+    srv_auth_free(k->auth);
+    free(k->path);
+    free(k);
+}
+
+static struct key_load *key_load_new(const char *path)
+{
+    struct key_load *k = calloc(1, sizeof *k);
+    if (k && !(k->path = strdup(path))) {
+        free(k);
+        k = NULL;
+    }
+    return k;
+}
+
+static void warn_key_file_mode(struct srv *s, const struct key_load *k)
+{
+    const char *w = srv_opfile_mode_warning(k->mode);
+    if (w)
+        log_warn(&s->log, "msg=\"API key file: %s\" file=\"%s\" mode=%04o", w, k->path, k->mode);
+}
+
+static void start_key_reload(struct srv *s);
+
+static void key_reload_done(void *ctx, void *arg, bool timed_out)
+{
+    struct srv *s = ctx;
+    struct key_load *k = arg;
+    s->keys_job = NULL;
+    if (timed_out) {
+        log_error(&s->log, "msg=\"API key reload abandoned: reading the file took longer than "
+                           "%g s; keeping the previous keys (is it on a hung mount?)\" file=\"%s\"",
+                  SRV_OPFILE_TIMEOUT_S, s->cfg->api_key_file);
+    } else if (k->rc == 0) {
         srv_auth_free(s->auth);
         s->auth = k->auth;
-        log_info(&s->log, "msg=\"API keys reloaded\" file=\"%s\" keys=%zu", s->cfg->api_key_file,
+        k->auth = NULL;
+        log_info(&s->log, "msg=\"API keys reloaded\" file=\"%s\" keys=%zu", k->path,
                  srv_auth_count(s->auth));
+        warn_key_file_mode(s, k);
     } else {
         log_error(&s->log, "msg=\"API key reload failed; keeping the previous keys\" detail=\"%s\"",
-                  k->eb.msg[0] ? k->eb.msg : err_str(k->rc < 0 ? k->rc : ERR_CANCELLED));
+                  k->eb.msg[0] ? k->eb.msg : err_str(k->rc));
     }
-    free(k);
+    key_load_free(k);
+    // a SIGHUP that came meanwhile asked for the file as it is now
+    if (s->keys_reload_again && !s->stopping) {
+        s->keys_reload_again = false;
+        start_key_reload(s);
+    }
+}
+
+static void start_key_reload(struct srv *s)
+{
+    struct key_load *k = key_load_new(s->cfg->api_key_file);
+    struct srv_opfile_work w = {key_load_fn, key_load_free, k};
+    if (!k || srv_opfile_job_start(&s->loop, &w, SRV_OPFILE_TIMEOUT_S, key_reload_done, s,
+                                   &s->keys_job) < 0) {
+        key_load_free(k);
+        log_error(&s->log, "msg=\"SIGHUP: cannot start the key reload (out of memory or "
+                           "threads); keys not reloaded\"");
+    }
 }
 
 static void on_hup(uv_signal_t *h, int signum)
@@ -387,24 +445,38 @@ static void on_hup(uv_signal_t *h, int signum)
         log_info(&s->log, "msg=\"SIGHUP: no api-key-file configured; nothing to reload\"");
         return;
     }
-    if (s->auth_reloading) {
-        log_info(&s->log, "msg=\"SIGHUP: a key reload is already running\"");
+    if (s->keys_job) {
+        // at most SRV_OPFILE_TIMEOUT_S away: then the file is read again, as it is then
+        log_info(&s->log, "msg=\"SIGHUP: a key reload is running; another follows it\"");
+        s->keys_reload_again = true;
         return;
     }
-    struct key_reload *k = calloc(1, sizeof *k);
-    if (!k) {
-        log_error(&s->log, "msg=\"SIGHUP: out of memory; keys not reloaded\"");
-        return;
+    start_key_reload(s);
+}
+
+/* Start-up: the same bounded read, waited for here (the loop is not running yet). */
+static int load_keys_at_start(struct srv *s, struct errbuf *eb)
+{
+    const char *path = s->cfg->api_key_file;
+    struct key_load *k = key_load_new(path);
+    if (!k)
+        return ERR_NOMEM;
+    struct srv_opfile_work w = {key_load_fn, key_load_free, k};
+    int rc = srv_opfile_run(&w, SRV_OPFILE_TIMEOUT_S);
+    if (rc == ERR_TIMEOUT)    // k belongs to the stuck thread now
+        return err_set(eb, ERR_IO, "%s: reading the API key file took longer than %g s (is it "
+                                   "on a hung mount?)", path, SRV_OPFILE_TIMEOUT_S);
+    if (rc == 0 && (rc = k->rc) == 0) {
+        s->auth = k->auth;
+        k->auth = NULL;
+        log_info(&s->log, "msg=\"API keys loaded\" file=\"%s\" keys=%zu", path,
+                 srv_auth_count(s->auth));
+        warn_key_file_mode(s, k);
+    } else if (rc < 0 && k->eb.msg[0]) {
+        err_set(eb, rc, "%s", k->eb.msg);
     }
-    k->s = s;
-    k->work.data = k;
-    // the file is read on the libuv thread pool: the loop never waits on the disk
-    if (uv_queue_work(&s->loop, &k->work, reload_work, reload_done) < 0) {
-        free(k);
-        log_error(&s->log, "msg=\"SIGHUP: cannot queue the key reload\"");
-        return;
-    }
-    s->auth_reloading = true;
+    key_load_free(k);
+    return rc;
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -451,10 +523,8 @@ int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv
                                           ORTHOD_HAVE_CUDA ? "yes" : "no"}, 1);
     srv_metrics_set(s->metrics, SRV_METRIC_START_TIME, NULL, floor(wall_seconds()));
     if (cfg->api_key_file) {
-        if ((rc = srv_auth_load(cfg->api_key_file, &s->auth, eb)) < 0)
+        if ((rc = load_keys_at_start(s, eb)) < 0)
             goto fail;
-        log_info(&s->log, "msg=\"API keys loaded\" file=\"%s\" keys=%zu", cfg->api_key_file,
-                 srv_auth_count(s->auth));
     } else if (!host_is_loopback(cfg->host)) {
         log_warn(&s->log, "msg=\"listening on a non-loopback address without API keys: anyone "
                           "who can reach it can use the API; set api-key-file\" host=%s",

@@ -25,7 +25,8 @@ struct srv {
     srv_http_t *http;
     srv_metrics_t *metrics;
     srv_auth_t *auth;               /* NULL: no api-key-file, /v1 is open */
-    bool auth_reloading;
+    struct srv_opfile_job *keys_job; /* a key reload in progress (SIGHUP), or NULL */
+    bool keys_reload_again;         /* a SIGHUP came during it: read the file once more */
     /* handles */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t watchdog;            /* WATCHDOG=1 at half of WatchdogSec */

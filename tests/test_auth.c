@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <cmocka.h>
 
 #define K_INF "inference-key-0123456789abcdef"
@@ -93,13 +95,30 @@ static void test_load_file(void **state)
     close(fd);
     srv_auth_t *a = NULL;
     struct errbuf eb = {{0}};
-    assert_int_equal(srv_auth_load(path, &a, &eb), ERR_INVAL);
+    assert_int_equal(srv_auth_load(path, &a, NULL, &eb), ERR_INVAL);
     char want[64];
     snprintf(want, sizeof want, "%s:3:", path);
     assert_non_null(strstr(eb.msg, want));
+    // a good file, and its mode
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(K_ADM " admin\n", f);
+    fclose(f);
+    chmod(path, 0640);
+    unsigned mode = 0;
+    assert_int_equal(srv_auth_load(path, &a, &mode, &eb), 0);
+    assert_int_equal(mode, 0640);
+    srv_auth_free(a);
     unlink(path);
-    assert_int_equal(srv_auth_load(path, &a, &eb), ERR_IO);
+    assert_int_equal(srv_auth_load(path, &a, NULL, &eb), ERR_IO);
     assert_non_null(strstr(eb.msg, "cannot open"));
+    // a FIFO is refused at once (opening it must not wait for a writer)
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(srv_auth_load(path, &a, NULL, &eb), ERR_IO);
+    assert_non_null(strstr(eb.msg, "a FIFO, not a regular file"));
+    unlink(path);
+    assert_int_equal(srv_auth_load("/tmp", &a, NULL, &eb), ERR_IO);
+    assert_non_null(strstr(eb.msg, "a directory"));
 }
 
 static void test_check_header(void **state)

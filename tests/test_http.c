@@ -990,6 +990,88 @@ static void test_sighup_reload(void **state)
     assert_int_equal(poll_status(&A, "/v1/models", K_INF, 200), 200);
 }
 
+static int log_count(const struct daemon *d, const char *needle)
+{
+    char *s = read_file(d->log);
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(s);
+    return n;
+}
+
+/* Waits until the log holds needle at least n times; fails with the log if not. */
+static void wait_log_n(const struct daemon *d, const char *needle, int n)
+{
+    double end = now_s() + DEADLINE_S;
+    while (log_count(d, needle) < n && now_s() < end)
+        sleep_ms(20);
+    if (log_count(d, needle) < n) {
+        dump_log(d);
+        fail_msg("'%s' is not in the log %d times", needle, n);
+    }
+}
+
+static void wait_log(const struct daemon *d, const char *needle)
+{
+    wait_log_n(d, needle, 1);
+}
+
+/* An api-key-file that is a FIFO (whose open or read would block) never wedges the daemon:
+ * the reload fails at once and says why, the next SIGHUP with a real file takes effect (the
+ * revoked key stops working), SIGTERM still exits, and at start-up the daemon refuses the
+ * FIFO with a message instead of hanging. A key file others can read is warned about. */
+static void test_key_file_cannot_wedge(void **state)
+{
+    (void)state;
+    char path[160];
+    snprintf(path, sizeof path, "%s/keys-fifo", tmpdir);
+    write_file(path, K_INF " inference\n");
+    chmod(path, 0600);
+    struct daemon d;
+    daemon_start(&d, "keyfifo", "--api-key-file", path, NULL);
+    assert_int_equal(poll_status(&d, "/v1/models", K_INF, 200), 200);
+    assert_false(log_has(&d, "other users may"));
+    for (int round = 0; round < 2; round++) {
+        const char *now_key = round ? K_INF : K_NEW, *old_key = round ? K_NEW : K_INF;
+        unlink(path);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        kill(d.pid, SIGHUP);
+        wait_log_n(&d, "is a FIFO, not a regular file", round + 1);
+        struct resp r;
+        assert_int_equal(http_get(&d, "/v1/models", old_key, &r), 200);    // kept
+        resp_free(&r);
+        // rotate with a real file: the old key is revoked at once
+        unlink(path);
+        write_file(path, round ? K_INF " inference\n" : K_NEW " inference\n");
+        chmod(path, 0600);
+        kill(d.pid, SIGHUP);
+        assert_int_equal(poll_status(&d, "/v1/models", now_key, 200), 200);
+        assert_int_equal(http_get(&d, "/v1/models", old_key, &r), 401);
+        resp_free(&r);
+    }
+    // a FIFO reload in progress (or any) does not hold SIGTERM
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    kill(d.pid, SIGHUP);
+    kill(d.pid, SIGHUP);
+    kill(d.pid, SIGTERM);
+    daemon_stop(&d, 0, 0);
+    // at start-up: refused with a message, exit 1, no hang
+    struct daemon d2;
+    daemon_start_env(&d2, "keyfifo-start", NULL, 0, "--api-key-file", path, NULL);
+    assert_int_equal(daemon_wait(&d2, DEADLINE_S), 1);
+    assert_true(log_has(&d2, "is a FIFO, not a regular file"));
+    unlink(path);
+    // readable by others: a warning names the fix
+    write_file(path, K_INF " inference\n");
+    chmod(path, 0644);
+    daemon_start(&d2, "keymode", "--api-key-file", path, NULL);
+    wait_log(&d2, "other users may read this file: chmod 600");
+    daemon_stop(&d2, SIGTERM, 0);
+    unlink(path);
+}
+
 /* --- other daemons ---------------------------------------------------------------------------- */
 
 /* The first route of the daemon's that takes a JSON body (POST), or NULL. A request to
@@ -1347,6 +1429,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shutdown_timeout),
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_bodies_not_buffered),
+        cmocka_unit_test(test_key_file_cannot_wedge),
         cmocka_unit_test(test_model_load_failure),
         cmocka_unit_test(test_model_name_not_utf8),
         cmocka_unit_test(test_non_loopback_warning),
