@@ -23,7 +23,6 @@
 
 #define MHD_LOG_BURST 20            /* MHD messages logged per second at most */
 #define BODY_INITIAL_CAP 4096
-#define HTTP_REFUSE_HEADROOM 64     /* accepted-to-be-refused connections at once */
 #define LINGER_MS 2000              /* after a reply written mid-body: read and drop for this long */
 #define LINGER_MAX_BYTES (1u << 20) /* ... or this many bytes, then close */
 
@@ -1149,7 +1148,7 @@ int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,    // first, so it sees every message
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         // headroom above ours: connections past max-connections are accepted to be refused
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->max_connections + HTTP_REFUSE_HEADROOM,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->max_connections + SRV_HTTP_FD_HEADROOM,
         // MHD's inactivity timeout backs up our deadline while the reply is being sent
         MHD_OPTION_CONNECTION_TIMEOUT, mhd_timeout ? mhd_timeout : 1u,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,

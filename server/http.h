@@ -47,6 +47,7 @@ typedef struct srv_req srv_req_t;
 #define SRV_REQ_MAX_HEADERS 6      /* extra response headers a handler may stage */
 #define HTTP_JSON_INLINE_MAX (64u * 1024u)    /* larger JSON bodies are parsed off the loop */
 #define HTTP_PARSE_MAX_ACTIVE 2    /* large JSON bodies parsed at once; more wait their turn */
+#define SRV_HTTP_FD_HEADROOM 64    /* connections accepted past max-connections to be refused */
 
 /* One request, from its headers to its completion. Owned by http.c; hooks may read every
  * field and set the ones marked (hook). Pointers into MHD memory stay valid until on_done

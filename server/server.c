@@ -11,12 +11,14 @@
 #include "orthod_config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 /* --- routes ------------------------------------------------------------------------------ */
@@ -501,6 +503,31 @@ static bool host_is_loopback(const char *host)
     return false;
 }
 
+/* Every connection is a descriptor: max-connections (plus the connections accepted to be
+ * refused, and what the daemon itself holds open) must fit RLIMIT_NOFILE. The soft limit
+ * is raised as far as needed when the hard limit allows; else the daemon refuses to start,
+ * instead of failing accept() under load. */
+static int check_fd_limit(struct srv *s, struct errbuf *eb)
+{
+    rlim_t need = (rlim_t)s->cfg->max_connections + SRV_HTTP_FD_HEADROOM + SRV_FD_RESERVE;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return 0;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+        return err_set(eb, ERR_INVAL, "max-connections %d needs about %llu file descriptors "
+                       "but the limit is %llu: raise it (LimitNOFILE= in the systemd unit, "
+                       "ulimit -n) or lower max-connections", s->cfg->max_connections,
+                       (unsigned long long)need, (unsigned long long)rl.rlim_max);
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return err_set(eb, ERR_IO, "cannot raise the file-descriptor limit to %llu: %s",
+                       (unsigned long long)need, strerror(errno));
+    log_info(&s->log, "msg=\"raised the file-descriptor soft limit for max-connections\" "
+                      "from=%llu to=%llu", (unsigned long long)old, (unsigned long long)need);
+    return 0;
+}
+
 int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv **out,
             struct errbuf *eb)
 {
@@ -516,7 +543,7 @@ int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv
         free(s);
         return err_set(eb, ERR_IO, "cannot create the event loop: %s", uv_strerror(rc));
     }
-    if ((rc = srv_metrics_new(&s->metrics)) < 0)
+    if ((rc = srv_metrics_new(&s->metrics)) < 0 || (rc = check_fd_limit(s, eb)) < 0)
         goto fail;
     srv_metrics_set(s->metrics, SRV_METRIC_BUILD_INFO,
                     (const char *const[]){ORTHOD_VERSION, ORTHOD_GIT_REV,
@@ -599,6 +626,14 @@ fail:
 
 int srv_run(struct srv *s)
 {
+    // main() blocked these before anything else; the handlers are in place now, so a
+    // signal that came during start-up is delivered here and handled by the loop
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     return s->exit_code;
 }

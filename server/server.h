@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#define SRV_FD_RESERVE 64          /* descriptors the daemon holds besides connections */
+
 struct srv {
     const struct srv_config *cfg;   /* borrowed; outlives the srv */
     struct log_sink log;

@@ -5,6 +5,8 @@
 
 #include "orthod_config.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,16 @@ static void version(void)
 
 int main(int argc, char **argv)
 {
+    // the daemon's stop and reload signals wait (blocked, pending) until its event loop can
+    // handle them: without this a SIGTERM during start-up killed it by the signal
+    if (argc >= 2 && strcmp(argv[1], "serve") == 0) {
+        sigset_t sigs;
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGTERM);
+        sigaddset(&sigs, SIGINT);
+        sigaddset(&sigs, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    }
     if (argc < 2) {
         fprintf(stderr, "orthod: missing command: serve, generate, tokenize, bench or config "
                         "(see orthod --help for usage)\n");
