@@ -51,6 +51,9 @@ static const struct opt_def config_defs[] = {
      "keep-alive connections are closed after it"},
     {"max-connections", OPT_INT, O(max_connections), "256", 1, 65536, NULL, C, "N",
      "open connections at most; more are refused"},
+    {"admin-listen", OPT_STRING, O(admin_listen), NULL, 1, 0, NULL, C, "HOST:PORT",
+     "a second address serving only /health, /ready and /metrics, with its own connections: "
+     "probes answer even when max-connections is reached (e.g. 127.0.0.1:9090; [::1]:9090)"},
     {"shutdown-timeout", OPT_SECONDS, O(shutdown_timeout), "30s", 0, 3600, NULL, C, "SECONDS",
      "on SIGTERM/SIGINT, how long in-flight requests may take to finish"},
     {"api-key-file", OPT_STRING, O(api_key_file), NULL, 1, 0, NULL, C, "FILE",
@@ -312,10 +315,43 @@ int srv_config_check(const struct srv_config *c, struct errbuf *eb)
         return err_set(eb, ERR_INVAL, "--host: longer than 255 characters");
     if (c->model_alias && strlen(c->model_alias) > 256)
         return err_set(eb, ERR_INVAL, "--model-alias: longer than 256 characters");
+    if (c->admin_listen) {
+        char host[256];
+        int port;
+        int rc = srv_config_split_listen(c->admin_listen, host, sizeof host, &port, eb);
+        if (rc < 0)
+            return rc;
+    }
     if (c->max_buffered_bytes < c->max_body_bytes)
         return err_set(eb, ERR_INVAL, "--max-buffered-bytes (%zu) is below --max-body-bytes "
                        "(%zu): one request of the largest size could never be read; raise it",
                        c->max_buffered_bytes, c->max_body_bytes);
+    return 0;
+}
+
+int srv_config_split_listen(const char *s, char *host, size_t cap, int *port, struct errbuf *eb)
+{
+    const char *colon = strrchr(s, ':');
+    const char *h = s, *he = colon;
+    if (s[0] == '[') {    // [v6]:port
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':')
+            return err_set(eb, ERR_INVAL, "--admin-listen '%.100s': write an IPv6 address as "
+                                          "[::1]:9090", s);
+        h = s + 1;
+        he = rb;
+        colon = rb + 1;
+    }
+    if (!colon || he == h || (size_t)(he - h) >= cap)
+        return err_set(eb, ERR_INVAL, "--admin-listen '%.100s': expected HOST:PORT, e.g. "
+                                      "127.0.0.1:9090", s);
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || p < 0 || p > 65535)
+        return err_set(eb, ERR_INVAL, "--admin-listen '%.100s': the port must be 0..65535", s);
+    memcpy(host, h, (size_t)(he - h));
+    host[he - h] = '\0';
+    *port = (int)p;
     return 0;
 }
 

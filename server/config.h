@@ -34,6 +34,7 @@ struct srv_config {
     size_t max_buffered_bytes;  /* body bytes held across all connections */
     double conn_timeout;      /* seconds a connection may take to deliver one request */
     int max_connections;
+    char *admin_listen;       /* HOST:PORT for probes and metrics only; unset: none */
     double shutdown_timeout;  /* seconds SIGTERM waits for in-flight requests */
     char *api_key_file;       /* lines `KEY ROLE`; unset: no auth */
     char *log_level;          /* debug | info | warn | error */
@@ -63,6 +64,9 @@ int srv_config_from_args(struct srv_config *c, int argc, char **argv, struct err
 
 /* Cross-field checks after loading (device syntax, ...). Returns 0 or ERR_INVAL. */
 int srv_config_check(const struct srv_config *c, struct errbuf *eb);
+
+/* Splits "HOST:PORT" or "[V6]:PORT" (host into host[cap]). ERR_INVAL with a message. */
+int srv_config_split_listen(const char *s, char *host, size_t cap, int *port, struct errbuf *eb);
 
 /* Writes the effective configuration as an INI file (every key, with its help as a comment). */
 void srv_config_print(const struct srv_config *c, FILE *f);

@@ -80,6 +80,14 @@ static const char *method_label(const char *m)
 
 /* --- http hooks -------------------------------------------------------------------------- */
 
+static bool is_probe(const srv_req_t *r)
+{
+    if (r->route_rc != 0 || !r->match.route)
+        return false;
+    srv_route_fn fn = r->match.route->fn;
+    return fn == srv_handle_health || fn == srv_handle_ready || fn == srv_handle_metrics;
+}
+
 /* Routes and authenticates before any body byte is read (server/http.h, intake step 2):
  * 401/403 for /v1 paths without the right key, then 404 and 405; a matched route says what
  * body it takes. */
@@ -88,6 +96,11 @@ static void on_head(void *ctx, srv_req_t *r)
     struct srv *s = ctx;
     r->route_rc = srv_router_match(routes, N_ROUTES, r->method, r->path, &r->match, r->allow,
                                    sizeof r->allow);
+    if (r->http == s->admin_http && !is_probe(r)) {
+        srv_http_reply_error(r, ERR_NOTFOUND, NULL, "the admin address serves /health, /ready "
+                                                    "and /metrics only");
+        return;
+    }
     if (s->auth && path_needs_key(r->path)) {
         enum srv_auth_role have = SRV_ROLE_NONE;
         if (srv_auth_check(s->auth, srv_http_req_header(r, "Authorization"), &have) < 0) {
@@ -138,14 +151,6 @@ static void on_request(void *ctx, srv_req_t *r)
 {
     struct srv *s = ctx;
     r->match.route->fn(s, r);    // on_head answered every request without a route
-}
-
-static bool is_probe(const srv_req_t *r)
-{
-    if (r->route_rc != 0 || !r->match.route)
-        return false;
-    srv_route_fn fn = r->match.route->fn;
-    return fn == srv_handle_health || fn == srv_handle_ready || fn == srv_handle_metrics;
 }
 
 static void on_done(void *ctx, srv_req_t *r)
@@ -294,6 +299,8 @@ static void srv_stop(struct srv *s)
     s->stopping = true;
     srv_http_free(s->http);
     s->http = NULL;
+    srv_http_free(s->admin_http);
+    s->admin_http = NULL;
     // signal handlers stay installed until srv_free, so a signal during teardown is
     // handled (ignored) instead of killing the process; unref'd, they do not keep it alive
     uv_unref((uv_handle_t *)&s->sig_term);
@@ -510,6 +517,8 @@ static bool host_is_loopback(const char *host)
 static int check_fd_limit(struct srv *s, struct errbuf *eb)
 {
     rlim_t need = (rlim_t)s->cfg->max_connections + SRV_HTTP_FD_HEADROOM + SRV_FD_RESERVE;
+    if (s->cfg->admin_listen)
+        need += SRV_ADMIN_MAX_CONNECTIONS + SRV_HTTP_FD_HEADROOM;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
         return 0;
@@ -576,6 +585,24 @@ int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv
     };
     if ((rc = srv_http_new(&s->loop, &hp, &s->http, eb)) < 0)
         goto fail;
+    if (cfg->admin_listen) {
+        // probes and scrapes only: no bodies, its own few connections, no connection metrics
+        char host[256];
+        struct srv_http_params ap = hp;
+        if ((rc = srv_config_split_listen(cfg->admin_listen, host, sizeof host, &ap.port, eb)) < 0)
+            goto fail;
+        ap.host = host;
+        ap.max_connections = SRV_ADMIN_MAX_CONNECTIONS;
+        ap.max_buffered_bytes = ap.max_body_bytes;
+        ap.hooks.on_connections = NULL;
+        ap.hooks.on_conn_timeout = NULL;
+        ap.hooks.on_conn_refused = NULL;
+        if ((rc = srv_http_new(&s->loop, &ap, &s->admin_http, eb)) < 0)
+            goto fail;
+        log_info(&s->log, "msg=\"admin listening (health, ready, metrics)\" host=%s port=%d "
+                          "max_connections=%d", host, srv_http_port(s->admin_http),
+                 SRV_ADMIN_MAX_CONNECTIONS);
+    }
     uv_signal_init(&s->loop, &s->sig_term);
     uv_signal_init(&s->loop, &s->sig_int);
     uv_signal_init(&s->loop, &s->sig_hup);
@@ -611,6 +638,8 @@ int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv
 fail:
     srv_http_free(s->http);
     s->http = NULL;
+    srv_http_free(s->admin_http);
+    s->admin_http = NULL;
     if (s->stopping) {
         uv_close((uv_handle_t *)&s->sig_term, on_closed_noop);
         uv_close((uv_handle_t *)&s->sig_int, on_closed_noop);

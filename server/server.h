@@ -19,12 +19,14 @@
 #include <uv.h>
 
 #define SRV_FD_RESERVE 64          /* descriptors the daemon holds besides connections */
+#define SRV_ADMIN_MAX_CONNECTIONS 16    /* on admin-listen */
 
 struct srv {
     const struct srv_config *cfg;   /* borrowed; outlives the srv */
     struct log_sink log;
     uv_loop_t loop;
     srv_http_t *http;
+    srv_http_t *admin_http;         /* admin-listen: probes and metrics only, or NULL */
     srv_metrics_t *metrics;
     srv_auth_t *auth;               /* NULL: no api-key-file, /v1 is open */
     struct srv_opfile_job *keys_job; /* a key reload in progress (SIGHUP), or NULL */

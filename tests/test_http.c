@@ -1324,6 +1324,59 @@ static void test_fd_limit(void **state)
     daemon_stop(&d, SIGTERM, 0);
 }
 
+/* Probes under a flood: with max-connections taken on the main port, /health there is 503,
+ * but the admin address still answers /health, /ready and /metrics (and nothing else). */
+static void test_admin_listen(void **state)
+{
+    (void)state;
+    struct daemon d;
+    daemon_start(&d, "admin", "--max-connections", "2", "--conn-timeout", "120s",
+                 "--admin-listen", "127.0.0.1:0", NULL);
+    wait_log(&d, "msg=\"admin listening");
+    char *log = read_file(d.log);
+    const char *p = strstr(log, "msg=\"admin listening");
+    p = strstr(p, " port=");
+    struct daemon adm = d;
+    adm.port = atoi(p + 6);
+    free(log);
+    assert_true(adm.port > 0 && adm.port != d.port);
+    assert_int_equal(poll_status(&adm, "/ready", NULL, 200), 200);
+    // fill the main port
+    int fds[2];
+    const char req[] = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    char buf[4096];
+    bool closed;
+    for (int i = 0; i < 2; i++) {
+        fds[i] = daemon_connect(&d);
+        assert_true(fds[i] >= 0);
+        assert_true(raw_send(fds[i], req, sizeof req - 1));
+        raw_read_response(fds[i], buf, sizeof buf, &closed, DEADLINE_S);
+        assert_int_equal(raw_status(buf), 200);
+    }
+    struct resp r;
+    assert_int_equal(http_get(&d, "/health", NULL, &r), 503);
+    resp_free(&r);
+    // the admin address is not affected
+    const char *const probes[] = {"/health", "/ready", "/metrics"};
+    for (int round = 0; round < 20; round++) {
+        assert_int_equal(http_get(&adm, probes[round % 3], NULL, &r), 200);
+        if (round % 3 == 2)
+            assert_non_null(strstr(r.body, "orthod_http_connections_refused_total "));
+        resp_free(&r);
+    }
+    assert_int_equal(http_get(&adm, "/v1/models", NULL, &r), 404);
+    assert_error_body(&r, "invalid_request_error");
+    resp_free(&r);
+    for (int i = 0; i < 2; i++)
+        close(fds[i]);
+    assert_int_equal(poll_status(&d, "/health", NULL, 200), 200);
+    daemon_stop(&d, SIGTERM, 0);
+    // a bad address is a configuration error
+    daemon_start_env(&d, "admin-bad", NULL, 0, "--admin-listen", "localhost", NULL);
+    assert_int_equal(daemon_wait(&d, DEADLINE_S), 2);
+    assert_true(log_has(&d, "expected HOST:PORT"));
+}
+
 static void test_model_load_failure(void **state)
 {
     (void)state;
@@ -1531,6 +1584,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_key_file_cannot_wedge),
         cmocka_unit_test(test_stop_signal_at_start),
         cmocka_unit_test(test_fd_limit),
+        cmocka_unit_test(test_admin_listen),
         cmocka_unit_test(test_model_load_failure),
         cmocka_unit_test(test_model_name_not_utf8),
         cmocka_unit_test(test_non_loopback_warning),
