@@ -59,6 +59,11 @@ static const struct opt_def config_defs[] = {
     {"api-key-file", OPT_STRING, O(api_key_file), NULL, 1, 0, NULL, C, "FILE",
      "lines `KEY ROLE` (role inference or admin); when set, /v1 routes need "
      "`Authorization: Bearer KEY`; SIGHUP reloads it"},
+    {"tls-cert", OPT_STRING, O(tls_cert), NULL, 1, 0, NULL, C, "FILE",
+     "serve HTTPS with this PEM certificate chain (leaf first); needs tls-key; SIGHUP "
+     "reloads both"},
+    {"tls-key", OPT_STRING, O(tls_key), NULL, 1, 0, NULL, C, "FILE",
+     "the PEM private key of tls-cert (unencrypted; keep it mode 600)"},
     {"log-level", OPT_STRING, O(log_level), "info", 1, 0, "debug|info|warn|error", C, "LEVEL",
      "least severe log lines written to stderr"},
 };
@@ -315,6 +320,9 @@ int srv_config_check(const struct srv_config *c, struct errbuf *eb)
         return err_set(eb, ERR_INVAL, "--host: longer than 255 characters");
     if (c->model_alias && strlen(c->model_alias) > 256)
         return err_set(eb, ERR_INVAL, "--model-alias: longer than 256 characters");
+    if (!c->tls_cert != !c->tls_key)
+        return err_set(eb, ERR_INVAL, "--tls-cert and --tls-key go together: set both (or "
+                                      "neither, for plain HTTP)");
     if (c->admin_listen) {
         char host[256];
         int port;

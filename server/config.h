@@ -37,6 +37,7 @@ struct srv_config {
     char *admin_listen;       /* HOST:PORT for probes and metrics only; unset: none */
     double shutdown_timeout;  /* seconds SIGTERM waits for in-flight requests */
     char *api_key_file;       /* lines `KEY ROLE`; unset: no auth */
+    char *tls_cert, *tls_key; /* PEM chain and key: HTTPS; unset: plain HTTP */
     char *log_level;          /* debug | info | warn | error */
 };
 

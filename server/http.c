@@ -5,6 +5,7 @@
 
 #include "../proto/body.h"
 #include "../proto/status.h"
+#include "orthod_config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +21,11 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#if ORTHOD_HAVE_TLS
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
+#endif
 
 #define MHD_LOG_BURST 20            /* MHD messages logged per second at most */
 #define BODY_INITIAL_CAP 4096
@@ -40,6 +46,7 @@ struct http_conn {
     bool lingering;                /* replied mid-body: dropping the rest until LINGER_* */
     uint64_t lingered;             /* bytes dropped while lingering */
     bool in_request;               /* a request line arrived and its reply is not done */
+    srv_tls_t *tls;                /* the certificate set its handshake used (a reference) */
     bool nul_in_url;               /* the decoded path or query of that request held a NUL */
     char peer[64];
     struct http_conn *prev, *next;
@@ -56,7 +63,8 @@ struct srv_http {
     int port;
     size_t max_body;
     size_t max_buffered, buffered; /* the shared body budget and what is held now */
-    bool layout_check;             /* header-block layout check on (http_head_laid_out) */
+    bool layout_check;             /* header-block layout check on (head_refused) */
+    srv_tls_t *tls;                /* certificate set for new handshakes; NULL: plain HTTP */
     uint64_t deadline_ms;
     unsigned max_conn;
     struct log_sink log;
@@ -354,6 +362,27 @@ static void conn_write_error(struct http_conn *hc, unsigned status, int err, con
     int n = snprintf(head, sizeof head, "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\nCache-Control: no-store\r\n%s%sConnection: "
                      "close\r\n\r\n", status, MHD_get_reason_phrase_for(status), blen, ra, rid);
+#if ORTHOD_HAVE_TLS
+    if (hc->h->tls) {
+        // one TLS record through the connection's own session (nothing else is being
+        // written then), then close_notify; before the handshake there is nothing to say
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(hc->c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        char *all = malloc((size_t)n + blen);
+        if (ci && ci->tls_session && hc->tls && all) {
+            gnutls_session_t ss = (gnutls_session_t)ci->tls_session;
+            memcpy(all, head, (size_t)n);
+            if (blen)
+                memcpy(all + n, body, blen);
+            gnutls_record_send(ss, all, (size_t)n + blen);
+            gnutls_bye(ss, GNUTLS_SHUT_WR);
+        }
+        free(all);
+        free(body);
+        shutdown(hc->fd, SHUT_WR);
+        return;
+    }
+#endif
     struct iovec iov[2] = {{head, (size_t)n}, {body, blen}};
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = body ? 2 : 1};
     ssize_t w = sendmsg(hc->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -470,6 +499,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         hc->next->prev = hc->prev;
     uv_timer_stop(&hc->deadline);
     uv_close((uv_handle_t *)&hc->deadline, on_conn_closed);
+    srv_tls_unref(hc->tls);
+    hc->tls = NULL;
     *socket_context = NULL;
 }
 
@@ -1082,6 +1113,51 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_warn(&h->log, "msg=\"libmicrohttpd: %s\"", buf);
 }
 
+/* --- TLS ----------------------------------------------------------------------------------- */
+
+#if ORTHOD_HAVE_TLS
+#define HTTP_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
+
+/* GnuTLS asks for the certificate at each handshake (on the loop, inside MHD_run): the
+ * current set, which the connection keeps a reference to, so that a reload never frees a
+ * set a session still uses. */
+static int on_tls_cert(gnutls_session_t session, const gnutls_datum_t *req_ca_rdn, int nreqs,
+                       const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                       gnutls_pcert_st **pcert, unsigned int *pcert_length,
+                       gnutls_privkey_t *privkey)
+{
+    (void)req_ca_rdn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    struct MHD_Connection *c = gnutls_session_get_ptr(session);
+    struct http_conn *hc = c ? conn_of(c) : NULL;
+    if (!hc || !hc->h->tls)
+        return -1;
+    if (!hc->tls) {
+        hc->tls = hc->h->tls;
+        srv_tls_ref(hc->tls);
+    }
+    void *pc, *key;
+    unsigned n;
+    srv_tls_credentials(hc->tls, &pc, &n, &key);
+    *pcert = pc;
+    *pcert_length = n;
+    *privkey = key;
+    return 0;
+}
+#endif
+
+int srv_http_set_tls(srv_http_t *h, srv_tls_t *tls)
+{
+    if (!h->tls)
+        return ERR_STATE;    // plain HTTP: TLS is chosen at start-up
+    srv_tls_ref(tls);
+    srv_tls_unref(h->tls);    // connections that use it hold their own references
+    h->tls = tls;
+    return 0;
+}
+
 /* --- lifetime ---------------------------------------------------------------------------- */
 
 static int resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
@@ -1142,6 +1218,28 @@ int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem tls_ops[3] = {{MHD_OPTION_END, 0, NULL}};
+    if (p->tls) {
+#if ORTHOD_HAVE_TLS
+        if (MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+            free(h);
+            return err_set(eb, ERR_UNSUPPORTED, "this libmicrohttpd has no TLS certificate "
+                                                "callback (built without GnuTLS?)");
+        }
+        flags |= MHD_USE_TLS;
+        gnutls_certificate_retrieve_function2 *cb = on_tls_cert;
+        void *cbp;
+        memcpy(&cbp, &cb, sizeof cbp);
+        tls_ops[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                             (void *)HTTP_TLS_PRIORITIES};
+        tls_ops[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, cbp};
+        h->tls = p->tls;
+        srv_tls_ref(h->tls);
+#else
+        free(h);
+        return err_set(eb, ERR_UNSUPPORTED, "this orthod was built without TLS");
+#endif
+    }
     unsigned mhd_timeout = (unsigned)ceil(p->conn_timeout);
     h->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, h,
@@ -1155,6 +1253,7 @@ int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
         MHD_OPTION_URI_LOG_CALLBACK, on_request_line, h,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h,
+        MHD_OPTION_ARRAY, tls_ops,
         MHD_OPTION_END);
     if (!h->mhd) {
         int e = errno;
@@ -1163,6 +1262,7 @@ int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof addr);
         else
             inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof addr);
+        srv_tls_unref(h->tls);
         free(h);
         return err_set(eb, ERR_IO, "cannot listen on %s port %d: %s (is another server using "
                                    "the port? pick another with --port)", addr, p->port,
@@ -1173,6 +1273,7 @@ int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **
     di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (!di || di->epoll_fd < 0 || uv_poll_init(loop, &h->poll, di->epoll_fd) < 0) {
         MHD_stop_daemon(h->mhd);
+        srv_tls_unref(h->tls);
         free(h);
         return err_set(eb, ERR_INTERNAL, "libmicrohttpd gave no epoll descriptor");
     }
@@ -1182,8 +1283,8 @@ int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **
     uv_timer_init(loop, &h->defer);
     h->defer.data = h;
     h->n_open_handles = 3;
-    log_info(&h->log, "msg=\"http transport\" libmicrohttpd=%s port=%d", MHD_get_version(),
-             h->port);
+    log_info(&h->log, "msg=\"http transport\" libmicrohttpd=%s port=%d tls=%s",
+             MHD_get_version(), h->port, h->tls ? "on" : "off");
     uv_poll_start(&h->poll, UV_READABLE, on_poll);
     http_rearm(h);
     *out = h;
@@ -1212,6 +1313,8 @@ void srv_http_free(srv_http_t *h)
     // in-flight requests complete (aborted) inside this call; connection timers close;
     // a parse still running on the pool frees its buffer when it returns (parse_after)
     MHD_stop_daemon(d);
+    srv_tls_unref(h->tls);    // every connection (and its reference) is gone now
+    h->tls = NULL;
 }
 
 int srv_http_port(const srv_http_t *h)

@@ -33,6 +33,7 @@
 #include "../common/err.h"
 #include "../common/log.h"
 #include "router.h"
+#include "tls.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -121,6 +122,8 @@ struct srv_http_params {
     size_t max_buffered_bytes;     /* body bytes held across all connections (>= max_body_bytes) */
     double conn_timeout;           /* seconds */
     int max_connections;
+    srv_tls_t *tls;                /* certificate set (borrowed; http keeps a reference), or
+                                    * NULL for plain HTTP */
     struct log_sink log;
     struct srv_http_hooks hooks;
 };
@@ -134,6 +137,9 @@ int srv_http_new(uv_loop_t *loop, const struct srv_http_params *p, srv_http_t **
 void srv_http_free(srv_http_t *h);
 
 int srv_http_port(const srv_http_t *h);          /* the bound port */
+/* Replaces the certificate set for new handshakes (a SIGHUP reload); connections keep the
+ * set they started with until they close. ERR_STATE if h was started without TLS. */
+int srv_http_set_tls(srv_http_t *h, srv_tls_t *tls);
 unsigned srv_http_in_flight(const srv_http_t *h);
 unsigned srv_http_connections(const srv_http_t *h);
 size_t srv_http_buffered(const srv_http_t *h);   /* body bytes held now (all connections) */

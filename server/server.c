@@ -308,9 +308,9 @@ static void srv_stop(struct srv *s)
     uv_unref((uv_handle_t *)&s->sig_hup);
     uv_close((uv_handle_t *)&s->watchdog, on_closed_noop);
     uv_close((uv_handle_t *)&s->drain_deadline, on_closed_noop);
-    // a key reload still reading is left to its thread: it cannot hold the exit
-    srv_opfile_job_abandon(s->keys_job);
-    s->keys_job = NULL;
+    // a reload still reading is left to its thread: it cannot hold the exit
+    srv_opfile_job_abandon(s->reload_job);
+    s->reload_job = NULL;
     // the load thread may still send: keep its async open until on_loaded has joined it
     if (!s->load_running)
         uv_close((uv_handle_t *)&s->loaded, on_closed_noop);
@@ -359,88 +359,135 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     srv_drain(s);
 }
 
-/* --- API keys: loaded on a thread of their own, bounded in time (server/opfile.h) ------- */
+/* --- operator files: API keys and the TLS certificate, loaded on a thread of their own,
+ * bounded in time (server/opfile.h), at start-up and on SIGHUP ------------------------------- */
 
-struct key_load {
-    char *path;                    /* a copy: the thread may outlive the config */
+struct files_load {
+    /* in: copies, since the thread may outlive the config */
+    char *key_path, *cert_path, *tls_key_path;
+    /* out */
     srv_auth_t *auth;
-    int rc;
-    unsigned mode;
-    struct errbuf eb;
+    int auth_rc;
+    unsigned key_mode;
+    struct errbuf auth_eb;
+    srv_tls_t *tls;
+    int tls_rc;
+    struct errbuf tls_eb;
 };
 
-static void key_load_fn(void *arg)
+static void files_load_fn(void *arg)
 {
-    struct key_load *k = arg;
-    k->rc = srv_auth_load(k->path, &k->auth, &k->mode, &k->eb);
+    struct files_load *f = arg;
+    if (f->key_path)
+        f->auth_rc = srv_auth_load(f->key_path, &f->auth, &f->key_mode, &f->auth_eb);
+    if (f->cert_path)
+        f->tls_rc = srv_tls_load(f->cert_path, f->tls_key_path, &f->tls, &f->tls_eb);
 }
 
-static void key_load_free(void *arg)
+static void files_load_free(void *arg)
 {
-    struct key_load *k = arg;
-    if (!k)
+    struct files_load *f = arg;
+    if (!f)
         return;
-    srv_auth_free(k->auth);
-    free(k->path);
-    free(k);
+    srv_auth_free(f->auth);
+    srv_tls_unref(f->tls);
+    free(f->key_path);
+    free(f->cert_path);
+    free(f->tls_key_path);
+    free(f);
 }
 
-static struct key_load *key_load_new(const char *path)
+static struct files_load *files_load_new(const struct srv_config *cfg)
 {
-    struct key_load *k = calloc(1, sizeof *k);
-    if (k && !(k->path = strdup(path))) {
-        free(k);
-        k = NULL;
+    struct files_load *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    bool ok = (!cfg->api_key_file || (f->key_path = strdup(cfg->api_key_file))) &&
+              (!cfg->tls_cert || (f->cert_path = strdup(cfg->tls_cert))) &&
+              (!cfg->tls_key || (f->tls_key_path = strdup(cfg->tls_key)));
+    if (!ok) {
+        files_load_free(f);
+        return NULL;
     }
-    return k;
+    return f;
 }
 
-static void warn_key_file_mode(struct srv *s, const struct key_load *k)
+static void warn_secret_mode(struct srv *s, const char *what, const char *path, unsigned mode)
 {
-    const char *w = srv_opfile_mode_warning(k->mode);
+    const char *w = srv_opfile_mode_warning(mode);
     if (w)
-        log_warn(&s->log, "msg=\"API key file: %s\" file=\"%s\" mode=%04o", w, k->path, k->mode);
+        log_warn(&s->log, "msg=\"%s: %s\" file=\"%s\" mode=%04o", what, w, path, mode);
 }
 
-static void start_key_reload(struct srv *s);
+static void log_tls(struct srv *s, const char *what, const struct files_load *f)
+{
+    const struct srv_tls_info *ti = srv_tls_info(f->tls);
+    char exp[32] = "?";
+    struct tm tm;
+    if (ti->not_after > 0 && gmtime_r(&ti->not_after, &tm))
+        strftime(exp, sizeof exp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char subject[300];
+    log_quote(subject, sizeof subject, ti->subject);
+    log_info(&s->log, "msg=\"%s\" cert=\"%s\" subject=\"%s\" chain=%u not_after=%s", what,
+             f->cert_path, subject, ti->chain_len, exp);
+    double left = difftime(ti->not_after, time(NULL));
+    if (ti->not_after > 0 && left < 14 * 86400.0)
+        log_warn(&s->log, "msg=\"TLS certificate %s; replace it and send SIGHUP\" cert=\"%s\" "
+                          "not_after=%s", left < 0 ? "has expired" : "expires within 14 days",
+                 f->cert_path, exp);
+    warn_secret_mode(s, "TLS key file", f->tls_key_path, ti->key_mode);
+}
 
-static void key_reload_done(void *ctx, void *arg, bool timed_out)
+static void start_reload(struct srv *s);
+
+static void reload_done(void *ctx, void *arg, bool timed_out)
 {
     struct srv *s = ctx;
-    struct key_load *k = arg;
-    s->keys_job = NULL;
+    struct files_load *f = arg;
+    s->reload_job = NULL;
     if (timed_out) {
-        log_error(&s->log, "msg=\"API key reload abandoned: reading the file took longer than "
-                           "%g s; keeping the previous keys (is it on a hung mount?)\" file=\"%s\"",
-                  SRV_OPFILE_TIMEOUT_S, s->cfg->api_key_file);
-    } else if (k->rc == 0) {
-        srv_auth_free(s->auth);
-        s->auth = k->auth;
-        k->auth = NULL;
-        log_info(&s->log, "msg=\"API keys reloaded\" file=\"%s\" keys=%zu", k->path,
-                 srv_auth_count(s->auth));
-        warn_key_file_mode(s, k);
+        log_error(&s->log, "msg=\"reload abandoned: reading the key or certificate files took "
+                           "longer than %g s; keeping the previous ones (is one on a hung "
+                           "mount?)\"", SRV_OPFILE_TIMEOUT_S);
     } else {
-        log_error(&s->log, "msg=\"API key reload failed; keeping the previous keys\" detail=\"%s\"",
-                  k->eb.msg[0] ? k->eb.msg : err_str(k->rc));
+        if (f->key_path && f->auth_rc == 0) {
+            srv_auth_free(s->auth);
+            s->auth = f->auth;
+            f->auth = NULL;
+            log_info(&s->log, "msg=\"API keys reloaded\" file=\"%s\" keys=%zu", f->key_path,
+                     srv_auth_count(s->auth));
+            warn_secret_mode(s, "API key file", f->key_path, f->key_mode);
+        } else if (f->key_path) {
+            log_error(&s->log, "msg=\"API key reload failed; keeping the previous keys\" "
+                               "detail=\"%s\"", f->auth_eb.msg[0] ? f->auth_eb.msg
+                                                                   : err_str(f->auth_rc));
+        }
+        if (f->cert_path && f->tls_rc == 0) {
+            srv_http_set_tls(s->http, f->tls);
+            log_tls(s, "TLS certificate reloaded (new connections use it)", f);
+        } else if (f->cert_path) {
+            log_error(&s->log, "msg=\"TLS certificate reload failed; keeping the previous one\" "
+                               "detail=\"%s\"", f->tls_eb.msg[0] ? f->tls_eb.msg
+                                                                 : err_str(f->tls_rc));
+        }
     }
-    key_load_free(k);
-    // a SIGHUP that came meanwhile asked for the file as it is now
-    if (s->keys_reload_again && !s->stopping) {
-        s->keys_reload_again = false;
-        start_key_reload(s);
+    files_load_free(f);
+    // a SIGHUP that came meanwhile asked for the files as they are now
+    if (s->reload_again && !s->stopping) {
+        s->reload_again = false;
+        start_reload(s);
     }
 }
 
-static void start_key_reload(struct srv *s)
+static void start_reload(struct srv *s)
 {
-    struct key_load *k = key_load_new(s->cfg->api_key_file);
-    struct srv_opfile_work w = {key_load_fn, key_load_free, k};
-    if (!k || srv_opfile_job_start(&s->loop, &w, SRV_OPFILE_TIMEOUT_S, key_reload_done, s,
-                                   &s->keys_job) < 0) {
-        key_load_free(k);
-        log_error(&s->log, "msg=\"SIGHUP: cannot start the key reload (out of memory or "
-                           "threads); keys not reloaded\"");
+    struct files_load *f = files_load_new(s->cfg);
+    struct srv_opfile_work w = {files_load_fn, files_load_free, f};
+    if (!f || srv_opfile_job_start(&s->loop, &w, SRV_OPFILE_TIMEOUT_S, reload_done, s,
+                                   &s->reload_job) < 0) {
+        files_load_free(f);
+        log_error(&s->log, "msg=\"SIGHUP: cannot start the reload (out of memory or threads); "
+                           "nothing reloaded\"");
     }
 }
 
@@ -450,41 +497,51 @@ static void on_hup(uv_signal_t *h, int signum)
     struct srv *s = h->data;
     if (s->stopping)
         return;
-    if (!s->cfg->api_key_file) {
-        log_info(&s->log, "msg=\"SIGHUP: no api-key-file configured; nothing to reload\"");
+    if (!s->cfg->api_key_file && !s->cfg->tls_cert) {
+        log_info(&s->log, "msg=\"SIGHUP: no api-key-file or tls-cert configured; nothing to "
+                          "reload\"");
         return;
     }
-    if (s->keys_job) {
-        // at most SRV_OPFILE_TIMEOUT_S away: then the file is read again, as it is then
-        log_info(&s->log, "msg=\"SIGHUP: a key reload is running; another follows it\"");
-        s->keys_reload_again = true;
+    if (s->reload_job) {
+        // at most SRV_OPFILE_TIMEOUT_S away: then the files are read again, as they are then
+        log_info(&s->log, "msg=\"SIGHUP: a reload is running; another follows it\"");
+        s->reload_again = true;
         return;
     }
-    start_key_reload(s);
+    start_reload(s);
 }
 
-/* Start-up: the same bounded read, waited for here (the loop is not running yet). */
-static int load_keys_at_start(struct srv *s, struct errbuf *eb)
+/* Start-up: the same bounded load, waited for here (the loop is not running yet). Fills
+ * s->auth and *tls. */
+static int load_files_at_start(struct srv *s, srv_tls_t **tls, struct errbuf *eb)
 {
-    const char *path = s->cfg->api_key_file;
-    struct key_load *k = key_load_new(path);
-    if (!k)
+    struct files_load *f = files_load_new(s->cfg);
+    if (!f)
         return ERR_NOMEM;
-    struct srv_opfile_work w = {key_load_fn, key_load_free, k};
+    struct srv_opfile_work w = {files_load_fn, files_load_free, f};
     int rc = srv_opfile_run(&w, SRV_OPFILE_TIMEOUT_S);
-    if (rc == ERR_TIMEOUT)    // k belongs to the stuck thread now
-        return err_set(eb, ERR_IO, "%s: reading the API key file took longer than %g s (is it "
-                                   "on a hung mount?)", path, SRV_OPFILE_TIMEOUT_S);
-    if (rc == 0 && (rc = k->rc) == 0) {
-        s->auth = k->auth;
-        k->auth = NULL;
-        log_info(&s->log, "msg=\"API keys loaded\" file=\"%s\" keys=%zu", path,
+    if (rc == ERR_TIMEOUT)    // f belongs to the stuck thread now
+        return err_set(eb, ERR_IO, "reading %s%s%s took longer than %g s (is it on a hung "
+                       "mount?)", s->cfg->api_key_file ? s->cfg->api_key_file : "",
+                       s->cfg->api_key_file && s->cfg->tls_cert ? " or " : "",
+                       s->cfg->tls_cert ? s->cfg->tls_cert : "", SRV_OPFILE_TIMEOUT_S);
+    if (rc == 0 && f->key_path && (rc = f->auth_rc) < 0)
+        err_set(eb, rc, "%s", f->auth_eb.msg[0] ? f->auth_eb.msg : err_str(rc));
+    if (rc == 0 && f->cert_path && (rc = f->tls_rc) < 0)
+        err_set(eb, rc, "%s", f->tls_eb.msg[0] ? f->tls_eb.msg : err_str(rc));
+    if (rc == 0 && f->key_path) {
+        s->auth = f->auth;
+        f->auth = NULL;
+        log_info(&s->log, "msg=\"API keys loaded\" file=\"%s\" keys=%zu", f->key_path,
                  srv_auth_count(s->auth));
-        warn_key_file_mode(s, k);
-    } else if (rc < 0 && k->eb.msg[0]) {
-        err_set(eb, rc, "%s", k->eb.msg);
+        warn_secret_mode(s, "API key file", f->key_path, f->key_mode);
     }
-    key_load_free(k);
+    if (rc == 0 && f->cert_path) {
+        log_tls(s, "TLS certificate loaded", f);
+        *tls = f->tls;
+        f->tls = NULL;
+    }
+    files_load_free(f);
     return rc;
 }
 
@@ -558,10 +615,10 @@ int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv
                     (const char *const[]){ORTHOD_VERSION, ORTHOD_GIT_REV,
                                           ORTHOD_HAVE_CUDA ? "yes" : "no"}, 1);
     srv_metrics_set(s->metrics, SRV_METRIC_START_TIME, NULL, floor(wall_seconds()));
-    if (cfg->api_key_file) {
-        if ((rc = load_keys_at_start(s, eb)) < 0)
-            goto fail;
-    } else if (!host_is_loopback(cfg->host)) {
+    srv_tls_t *tls = NULL;
+    if ((cfg->api_key_file || cfg->tls_cert) && (rc = load_files_at_start(s, &tls, eb)) < 0)
+        goto fail;
+    if (!cfg->api_key_file && !host_is_loopback(cfg->host)) {
         log_warn(&s->log, "msg=\"listening on a non-loopback address without API keys: anyone "
                           "who can reach it can use the API; set api-key-file\" host=%s",
                  cfg->host);
@@ -573,6 +630,7 @@ int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv
         .max_buffered_bytes = cfg->max_buffered_bytes,
         .conn_timeout = cfg->conn_timeout,
         .max_connections = cfg->max_connections,
+        .tls = tls,
         .log = s->log,
         .hooks = {.ctx = s,
                   .on_head = on_head,
@@ -583,7 +641,9 @@ int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv
                   .on_conn_refused = on_conn_refused,
                   .on_body_rejected = on_body_rejected},
     };
-    if ((rc = srv_http_new(&s->loop, &hp, &s->http, eb)) < 0)
+    rc = srv_http_new(&s->loop, &hp, &s->http, eb);
+    srv_tls_unref(tls);    // the transport holds its own reference
+    if (rc < 0)
         goto fail;
     if (cfg->admin_listen) {
         // probes and scrapes only: no bodies, its own few connections, no connection metrics
@@ -594,6 +654,7 @@ int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv
         ap.host = host;
         ap.max_connections = SRV_ADMIN_MAX_CONNECTIONS;
         ap.max_buffered_bytes = ap.max_body_bytes;
+        ap.tls = NULL;    // a private address: plain HTTP
         ap.hooks.on_connections = NULL;
         ap.hooks.on_conn_timeout = NULL;
         ap.hooks.on_conn_refused = NULL;
@@ -622,9 +683,10 @@ int srv_new(const struct srv_config *cfg, const struct log_sink *log, struct srv
     uv_async_init(&s->loop, &s->loaded, on_loaded);
     s->loaded.data = s;
     log_info(&s->log, "msg=listening host=%s port=%d max_connections=%d conn_timeout_s=%g "
-                      "max_body_bytes=%zu max_buffered_bytes=%zu auth=%s", cfg->host,
+                      "max_body_bytes=%zu max_buffered_bytes=%zu auth=%s tls=%s", cfg->host,
              srv_http_port(s->http), cfg->max_connections, cfg->conn_timeout,
-             cfg->max_body_bytes, cfg->max_buffered_bytes, s->auth ? "on" : "off");
+             cfg->max_body_bytes, cfg->max_buffered_bytes, s->auth ? "on" : "off",
+             cfg->tls_cert ? "on" : "off");
     log_info(&s->log, "msg=\"loading model\" model=\"%s\" device=%s", cfg->model, cfg->device);
     srv_notify_send("STATUS=loading model");
     if (uv_thread_create(&s->load_thread, load_main, s) != 0) {

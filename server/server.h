@@ -29,8 +29,8 @@ struct srv {
     srv_http_t *admin_http;         /* admin-listen: probes and metrics only, or NULL */
     srv_metrics_t *metrics;
     srv_auth_t *auth;               /* NULL: no api-key-file, /v1 is open */
-    struct srv_opfile_job *keys_job; /* a key reload in progress (SIGHUP), or NULL */
-    bool keys_reload_again;         /* a SIGHUP came during it: read the file once more */
+    struct srv_opfile_job *reload_job; /* keys/certificate reload in progress (SIGHUP) */
+    bool reload_again;              /* a SIGHUP came during it: read the files once more */
     /* handles */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t watchdog;            /* WATCHDOG=1 at half of WatchdogSec */

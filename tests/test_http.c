@@ -95,6 +95,7 @@ static char *read_file(const char *path)
 struct daemon {
     pid_t pid;
     int port;
+    const char *ca;        /* set: talk HTTPS, trusting this PEM file */
     int status;            /* exit status once reaped, else -1 */
     char log[128];
 };
@@ -320,7 +321,9 @@ static long http_req(const struct daemon *d, const char *method, const char *pat
     CURL *c = curl_easy_init();
     assert_non_null(c);
     char url[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", d->port, path);
+    snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", d->ca ? "https" : "http", d->port, path);
+    if (d->ca)
+        curl_easy_setopt(c, CURLOPT_CAINFO, d->ca);
     struct curl_slist *hl = NULL;
     for (size_t i = 0; hdrs && hdrs[i]; i++)
         hl = curl_slist_append(hl, hdrs[i]);
@@ -1377,6 +1380,105 @@ static void test_admin_listen(void **state)
     assert_true(log_has(&d, "expected HOST:PORT"));
 }
 
+/* Runs a shell command (the test's own openssl calls); true on exit 0. */
+static bool run_cmd(const char *cmd)
+{
+    int st = system(cmd);
+    return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* A self-signed certificate for 127.0.0.1 named cn, as dir/cn.crt and dir/cn.key. */
+static bool make_cert(const char *cn)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+             "-nodes -days 30 -subj /CN=%s -addext subjectAltName=IP:127.0.0.1 -keyout %s/%s.key "
+             "-out %s/%s.crt >/dev/null 2>&1 && chmod 600 %s/%s.key", cn, tmpdir, cn, tmpdir, cn,
+             tmpdir, cn);
+    return run_cmd(cmd);
+}
+
+/* HTTPS with --tls-cert/--tls-key: curl verifies the certificate; plain HTTP on the port
+ * gets no HTTP reply; SIGHUP after the files change serves the new certificate to new
+ * connections while a connection opened before keeps working; a broken file keeps the
+ * current certificate; a key that does not match the certificate refuses to start. */
+static void test_tls(void **state)
+{
+    (void)state;
+    if (!run_cmd("openssl version >/dev/null 2>&1") || !make_cert("orthod-one") ||
+        !make_cert("orthod-two"))
+        skip();    // no openssl to make the test certificates with
+    char crt1[160], key1[160], crt2[160], key2[160], crt[160], key[160];
+    snprintf(crt1, sizeof crt1, "%s/orthod-one.crt", tmpdir);
+    snprintf(key1, sizeof key1, "%s/orthod-one.key", tmpdir);
+    snprintf(crt2, sizeof crt2, "%s/orthod-two.crt", tmpdir);
+    snprintf(key2, sizeof key2, "%s/orthod-two.key", tmpdir);
+    snprintf(crt, sizeof crt, "%s/live.crt", tmpdir);
+    snprintf(key, sizeof key, "%s/live.key", tmpdir);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp %s %s && cp %s %s", crt1, crt, key1, key);
+    assert_true(run_cmd(cmd));
+    struct daemon d;
+    daemon_start(&d, "tls", "--tls-cert", crt, "--tls-key", key, "--api-key-file", keys_path,
+                 NULL);
+    assert_true(log_has(&d, "TLS certificate loaded"));
+    assert_true(log_has(&d, "subject=\"CN=orthod-one\""));
+    d.ca = crt1;
+    assert_int_equal(poll_status(&d, "/ready", NULL, 200), 200);
+    struct resp r;
+    assert_int_equal(http_get(&d, "/v1/models", K_INF, &r), 200);
+    resp_free(&r);
+    // plain HTTP on the TLS port: no HTTP reply
+    struct daemon plain = d;
+    plain.ca = NULL;
+    assert_true(http_get(&plain, "/health", NULL, &r) < 0);
+    resp_free(&r);
+    // a connection opened now, kept alive across the reload
+    CURL *keep = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/health", d.port);
+    curl_easy_setopt(keep, CURLOPT_URL, url);
+    curl_easy_setopt(keep, CURLOPT_CAINFO, crt1);
+    curl_easy_setopt(keep, CURLOPT_WRITEFUNCTION, on_body);
+    struct resp kr = {0};
+    curl_easy_setopt(keep, CURLOPT_WRITEDATA, &kr);
+    assert_int_equal(curl_easy_perform(keep), CURLE_OK);
+    // rotate
+    snprintf(cmd, sizeof cmd, "cp %s %s && cp %s %s", crt2, crt, key2, key);
+    assert_true(run_cmd(cmd));
+    kill(d.pid, SIGHUP);
+    wait_log(&d, "TLS certificate reloaded");
+    assert_true(log_has(&d, "subject=\"CN=orthod-two\""));
+    d.ca = crt2;
+    assert_int_equal(http_get(&d, "/health", NULL, &r), 200);
+    resp_free(&r);
+    d.ca = crt1;    // the old certificate is no longer offered
+    assert_true(http_get(&d, "/health", NULL, &r) < 0);
+    resp_free(&r);
+    // the old connection still works (it holds the set it started with)
+    assert_int_equal(curl_easy_perform(keep), CURLE_OK);
+    long reused = 0;
+    curl_easy_getinfo(keep, CURLINFO_NUM_CONNECTS, &reused);
+    assert_int_equal(reused, 0);    // no new connection was made for it
+    curl_easy_cleanup(keep);
+    resp_free(&kr);
+    // a broken certificate file: the current one stays
+    write_file(crt, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+    kill(d.pid, SIGHUP);
+    wait_log(&d, "TLS certificate reload failed; keeping the previous one");
+    d.ca = crt2;
+    assert_int_equal(http_get(&d, "/health", NULL, &r), 200);
+    resp_free(&r);
+    daemon_stop(&d, SIGTERM, 0);
+    // a key that is not the certificate's
+    daemon_start_env(&d, "tls-mismatch", NULL, 0, "--tls-cert", crt1, "--tls-key", key2, NULL);
+    assert_int_equal(daemon_wait(&d, DEADLINE_S), 1);
+    assert_true(log_has(&d, "does not belong to the certificate"));
+    daemon_start_env(&d, "tls-half", NULL, 0, "--tls-cert", crt1, NULL);
+    assert_int_equal(daemon_wait(&d, DEADLINE_S), 2);
+    assert_true(log_has(&d, "go together"));
+}
+
 static void test_model_load_failure(void **state)
 {
     (void)state;
@@ -1585,6 +1687,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stop_signal_at_start),
         cmocka_unit_test(test_fd_limit),
         cmocka_unit_test(test_admin_listen),
+        cmocka_unit_test(test_tls),
         cmocka_unit_test(test_model_load_failure),
         cmocka_unit_test(test_model_name_not_utf8),
         cmocka_unit_test(test_non_loopback_warning),
