@@ -1,6 +1,6 @@
 #!/bin/sh
 # deploy/deps.sh: installs every Debian 12 package any part of orthod needs (build, daemon,
-# tests, fuzzing). The one package list: deploy/quickstart.sh and tests/run-all.sh call this.
+# tests, fuzzing, the HTTP benchmarks in bench/). The one package list: deploy/quickstart.sh and tests/run-all.sh call this.
 # Installs only what is missing; needs root (or sudo) only then.
 #   deploy/deps.sh           install what is missing
 #   deploy/deps.sh --list    print the list
@@ -13,6 +13,7 @@ libgnutls28-dev
 libcmocka-dev curl libcurl4-openssl-dev openssl
 python3 python3-numpy python3-yaml
 clang libclang-rt-14-dev
+wrk
 "
 
 if [ "${1:-}" = "--list" ]; then

@@ -20,7 +20,8 @@ enum srv_metric {
     SRV_METRIC_HTTP_CONNECTIONS,      /* gauge: open connections */
     SRV_METRIC_HTTP_CONN_CLOSED_SLOW, /* counter: connections closed by conn-timeout */
     SRV_METRIC_HTTP_CONN_REFUSED,     /* counter: connections refused over max-connections */
-    SRV_METRIC_HTTP_BODY_REJECTED,    /* counter {reason}: too_large, content_type, json */
+    SRV_METRIC_HTTP_BODY_REJECTED,    /* counter {reason}: too_large, no_body, bad_length,
+                                       * buffer_full, bad_head, content_type, json */
     SRV_METRIC_AUTH_FAILURES,         /* counter {reason}: missing_or_invalid, forbidden */
     SRV_METRIC_MODEL_READY,           /* gauge 0/1 */
     SRV_METRIC_MODEL_LOAD_SECONDS,    /* gauge */

@@ -12,6 +12,10 @@
  *
  *   fuzz_http ORTHOD MODEL [--seconds N] [--seed S] [--artifacts DIR] [--corpus DIR]
  *   fuzz_http ORTHOD MODEL --replay FILE      send one input and check the outcome
+ *   fuzz_http --port P [--seconds N] ...        against a daemon already running on
+ *                                               127.0.0.1:P (bench/soak.sh): the streams
+ *                                               and /health are checked, not the daemon's
+ *                                               memory, descriptors or exit
  *
  * A failing input is written to DIR/http-<seed>-<n>.bin; --replay reproduces it.
  * Exit: 0 pass, 1 failure, 2 usage. Not libFuzzer: the daemon is the target, whole. */
@@ -527,7 +531,7 @@ static bool slot_send(struct slot *s)
     return true;
 }
 
-static int run(const char *orthod, const char *model, double seconds, uint64_t seed,
+static int run(const char *orthod, const char *model, int port, double seconds, uint64_t seed,
                const char *artifacts, const char *corpus_dir, const char *replay)
 {
     char dir[] = "/tmp/orthod_fuzz_http_XXXXXX";
@@ -536,7 +540,10 @@ static int run(const char *orthod, const char *model, double seconds, uint64_t s
         return 1;
     }
     struct daemon d = {0};
-    if (daemon_start(&d, orthod, model, dir) < 0) {
+    bool own = port == 0;    // else: someone else's daemon, on port
+    if (!own) {
+        d.port = port;
+    } else if (daemon_start(&d, orthod, model, dir) < 0) {
         fprintf(stderr, "fuzz_http: the daemon did not start; log: %s\n", d.log);
         return 1;
     }
@@ -589,6 +596,8 @@ static int run(const char *orthod, const char *model, double seconds, uint64_t s
             active += slots[i].fd >= 0;
         // the baseline, once the allocator and the daemon's pools are warm and no fuzz
         // connection is open
+        if (!warm && !own)
+            warm = true;
         if (!warm && (replay || st.inputs >= 300)) {
             more = false;
             if (active == 0) {
@@ -681,7 +690,7 @@ static int run(const char *orthod, const char *model, double seconds, uint64_t s
             if (!healthy(&d))
                 failure = "GET /health did not answer 200";
         }
-        if (!failure && waitpid(d.pid, NULL, WNOHANG) == d.pid)
+        if (!failure && own && waitpid(d.pid, NULL, WNOHANG) == d.pid)
             failure = "the daemon died";
     }
     for (int i = 0; i < SLOTS; i++) {
@@ -692,7 +701,10 @@ static int run(const char *orthod, const char *model, double seconds, uint64_t s
     // back to the baseline: descriptors exactly (give the daemon time to see the closes),
     // memory within a margin that one leaked request per input would pass many times over
     long rss1 = -1, fds1 = -1;
-    if (!failure) {
+    if (!failure && !own) {
+        if (!healthy(&d))
+            failure = "GET /health did not answer 200 at the end";
+    } else if (!failure) {
         double until = raw_now() + 10;
         do {
             raw_sleep_ms(100);
@@ -706,14 +718,16 @@ static int run(const char *orthod, const char *model, double seconds, uint64_t s
         else if (rss1 > rss0 + 64 * 1024)
             failure = "memory did not return to the baseline (+64 MiB)";
     }
-    kill(d.pid, SIGTERM);
     int wst = 0;
-    double until = raw_now() + 60;
-    while (waitpid(d.pid, &wst, WNOHANG) == 0 && raw_now() < until)
-        raw_sleep_ms(20);
-    if (!failure && !(WIFEXITED(wst) && WEXITSTATUS(wst) == 0))
+    if (own) {
+        kill(d.pid, SIGTERM);
+        double until = raw_now() + 60;
+        while (waitpid(d.pid, &wst, WNOHANG) == 0 && raw_now() < until)
+            raw_sleep_ms(20);
+    }
+    if (!failure && own && !(WIFEXITED(wst) && WEXITSTATUS(wst) == 0))
         failure = "the daemon did not exit 0 on SIGTERM";
-    if (!failure && (log_grep(&d, "ERROR: AddressSanitizer") || log_grep(&d, "ERROR: LeakSanitizer") ||
+    if (!failure && own && (log_grep(&d, "ERROR: AddressSanitizer") || log_grep(&d, "ERROR: LeakSanitizer") ||
                      log_grep(&d, "runtime error:")))
         failure = "sanitizer report in the daemon's log";
     double secs = raw_now() - t0;
@@ -731,8 +745,10 @@ static int run(const char *orthod, const char *model, double seconds, uint64_t s
         fprintf(stderr, "fuzz_http: FAILED: %s\n", failure);
         if (fail_path[0])
             fprintf(stderr, "fuzz_http: input saved as %s; reproduce: %s %s %s --replay %s\n",
-                    fail_path, "fuzz_http", orthod, model, fail_path);
-        fprintf(stderr, "fuzz_http: daemon log kept in %s\n", d.log);
+                    fail_path, "fuzz_http", orthod ? orthod : "ORTHOD", model ? model : "MODEL",
+                    fail_path);
+        if (own)
+            fprintf(stderr, "fuzz_http: daemon log kept in %s\n", d.log);
         return 1;
     }
     char cmd[128];
@@ -744,15 +760,17 @@ static int run(const char *orthod, const char *model, double seconds, uint64_t s
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: fuzz_http ORTHOD MODEL [--seconds N] [--seed S] [--artifacts DIR] "
-                        "[--corpus DIR] [--replay FILE]\n");
-        return 2;
-    }
     double seconds = 60;
     uint64_t seed = (uint64_t)time(NULL);
-    const char *artifacts = ".", *corpus = NULL, *replay = NULL;
-    for (int i = 3; i + 1 < argc; i += 2) {
+    const char *artifacts = ".", *corpus = NULL, *replay = NULL, *orthod = NULL, *model = NULL;
+    int port = 0;
+    int i = 1;
+    if (argc >= 3 && argv[1][0] != '-') {
+        orthod = argv[1];
+        model = argv[2];
+        i = 3;
+    }
+    for (; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--seconds") == 0)
             seconds = atof(argv[i + 1]);
         else if (strcmp(argv[i], "--seed") == 0)
@@ -763,15 +781,21 @@ int main(int argc, char **argv)
             corpus = argv[i + 1];
         else if (strcmp(argv[i], "--replay") == 0)
             replay = argv[i + 1];
-        else {
-            fprintf(stderr, "fuzz_http: unknown flag %s\n", argv[i]);
-            return 2;
-        }
+        else if (strcmp(argv[i], "--port") == 0)
+            port = atoi(argv[i + 1]);
+        else
+            break;
     }
-    if (access(argv[2], R_OK) != 0) {
-        fprintf(stderr, "fuzz_http: model %s not found; skipping\n", argv[2]);
+    if (i != argc || (!orthod && port <= 0)) {
+        fprintf(stderr, "usage: fuzz_http ORTHOD MODEL [--seconds N] [--seed S] [--artifacts DIR] "
+                        "[--corpus DIR] [--replay FILE]\n"
+                        "       fuzz_http --port P [--seconds N] [--seed S] ...\n");
+        return 2;
+    }
+    if (model && access(model, R_OK) != 0) {
+        fprintf(stderr, "fuzz_http: model %s not found; skipping\n", model);
         return 77;
     }
     signal(SIGPIPE, SIG_IGN);
-    return run(argv[1], argv[2], seconds, seed, artifacts, corpus, replay);
+    return run(orthod, model, orthod ? 0 : port, seconds, seed, artifacts, corpus, replay);
 }
