@@ -1,6 +1,7 @@
 #!/bin/sh
 # deploy/deps.sh: installs every Debian 12 package any part of orthod needs (build, daemon,
-# tests, fuzzing, the HTTP benchmarks in bench/). The one package list: deploy/quickstart.sh and tests/run-all.sh call this.
+# tests, fuzzing, the HTTP benchmarks in bench/). The one package list: deploy/quickstart.sh
+# and tests/run-all.sh call this.
 # Installs only what is missing; needs root (or sudo) only then.
 #   deploy/deps.sh           install what is missing
 #   deploy/deps.sh --list    print the list
