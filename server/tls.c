@@ -50,15 +50,13 @@ static int read_chain(srv_tls_t *t, const char *path, const char *pem, size_t le
     t->n_pcerts = n;
     t->info.chain_len = n;
     // the leaf's subject and dates, for the log
-    gnutls_x509_crt_t crt;
-    if (gnutls_x509_crt_init(&crt) == 0) {
-        if (gnutls_pcert_export_x509(&t->pcerts[0], &crt) == 0) {
-            size_t sl = sizeof t->info.subject;
-            if (gnutls_x509_crt_get_dn(crt, t->info.subject, &sl) < 0)
-                t->info.subject[0] = '\0';
-            t->info.not_before = gnutls_x509_crt_get_activation_time(crt);
-            t->info.not_after = gnutls_x509_crt_get_expiration_time(crt);
-        }
+    gnutls_x509_crt_t crt;    // allocated by the export
+    if (gnutls_pcert_export_x509(&t->pcerts[0], &crt) == 0) {
+        size_t sl = sizeof t->info.subject;
+        if (gnutls_x509_crt_get_dn(crt, t->info.subject, &sl) < 0)
+            t->info.subject[0] = '\0';
+        t->info.not_before = gnutls_x509_crt_get_activation_time(crt);
+        t->info.not_after = gnutls_x509_crt_get_expiration_time(crt);
         gnutls_x509_crt_deinit(crt);
     }
     return 0;

@@ -234,6 +234,15 @@ struct stats {
 
 static struct stats st;
 
+/* The first k-byte needle in p[0..n), or NULL. */
+static const char *find(const char *p, size_t n, const char *needle, size_t k)
+{
+    for (size_t i = 0; i + k <= n; i++)
+        if (p[i] == needle[0] && memcmp(p + i, needle, k) == 0)
+            return p + i;
+    return NULL;
+}
+
 /* Checks resp[0..n): zero or more well-formed responses. Returns NULL, or why it is not
  * well formed. *complete: it ends exactly after a final (non-1xx) response. count: add to
  * the statistics (once, when the connection is over). */
@@ -242,10 +251,9 @@ static const char *check_stream(const char *resp, size_t n, bool head_request, b
 {
     struct stats scratch = st;
     struct stats *sp = count_stats ? &st : &scratch;
-#define st (*sp)
     *complete = false;
-    if (n == 0) {
-        st.empty++;
+    if (!resp || n == 0) {
+        sp->empty++;
         return NULL;
     }
     size_t off = 0;
@@ -263,16 +271,16 @@ static const char *check_stream(const char *resp, size_t n, bool head_request, b
         int status = atoi(p + 9);
         if (status < 100 || status > 599)
             return "status out of range";
-        const char *he = memmem(p, left, "\r\n\r\n", 4);
+        const char *he = find(p, left, "\r\n\r\n", 4);
         if (!he)
             return "response cut short";
         size_t head_len = (size_t)(he - p) + 4;
         // header lines: Name: value
         bool has_cl = false, has_rid = false, chunked = false;
         size_t cl = 0;
-        const char *line = memchr(p, '\n', head_len) + 1;
+        const char *line = find(p, head_len, "\n", 1) + 1;
         while (line < he + 2) {
-            const char *le = memmem(line, (size_t)(he + 2 - line), "\r\n", 2);
+            const char *le = find(line, (size_t)(he + 2 - line), "\r\n", 2);
             const char *colon = memchr(line, ':', (size_t)(le - line));
             if (!colon || colon == line)
                 return "malformed response header line";
@@ -290,11 +298,11 @@ static const char *check_stream(const char *resp, size_t n, bool head_request, b
         count++;
         off += head_len;
         if (status < 200) {
-            st.continues++;
+            sp->continues++;
             continue;    // 100 Continue: no body, the final response follows
         }
-        st.responses++;
-        st.by_class[status / 100]++;
+        sp->responses++;
+        sp->by_class[status / 100]++;
         if (chunked) {
             *complete = true;    // orthod streams none yet; the rest is not checked
             return NULL;
@@ -312,12 +320,12 @@ static const char *check_stream(const char *resp, size_t n, bool head_request, b
         if (cl >= 9 && memcmp(body, "HTTP/1.1 ", 9) == 0 && memcmp(body, p, 12) == 0) {
             // libmicrohttpd 0.9.75: status and header block twice (a Content-Length it cannot
             // parse), then its HTML page; the connection closes after it
-            st.residue++;
+            sp->residue++;
             *complete = true;
             return NULL;
         }
         if (!has_rid) {
-            st.mhd_pages++;    // libmicrohttpd's own page (HTML)
+            sp->mhd_pages++;    // libmicrohttpd's own page (HTML)
         } else if (status >= 400) {
             json_error_t je;
             json_t *j = json_loadb(body, cl, 0, &je);
@@ -333,7 +341,6 @@ static const char *check_stream(const char *resp, size_t n, bool head_request, b
         *complete = true;
     }
     return NULL;
-#undef st
 }
 
 /* --- the daemon ------------------------------------------------------------------------ */
