@@ -743,6 +743,18 @@ static bool head_refused(srv_http_t *h, srv_req_t *r, const char *version)
     return true;
 }
 
+#define BUDGET_MSG "the server holds too many request bodies (max-buffered-bytes); retry shortly"
+
+/* A body that does not fit the shared budget: counted and logged (the caller replies). */
+static void budget_refused(srv_http_t *h, const srv_req_t *r)
+{
+    body_rejected(h, "buffer_full");
+    log_warn(&h->log, "msg=\"body refused: max-buffered-bytes in use\" id=%s peer=%s "
+                      "content_length=%llu received=%llu buffered=%zu max=%zu", r->id, r->peer,
+             (unsigned long long)(r->has_length ? r->content_length : 0),
+             (unsigned long long)r->bytes_in, h->buffered, h->max_buffered);
+}
+
 /* Steps 1-3 of the intake (http.h), once the headers are complete. */
 static enum MHD_Result on_first_call(srv_http_t *h, srv_req_t *r, const char *version)
 {
@@ -794,12 +806,8 @@ static enum MHD_Result on_first_call(srv_http_t *h, srv_req_t *r, const char *ve
         return MHD_YES;
     }
     if (r->has_length && r->content_length >= h->max_buffered - h->buffered) {
-        body_rejected(h, "buffer_full");
-        log_warn(&h->log, "msg=\"body refused: max-buffered-bytes in use\" id=%s peer=%s "
-                          "content_length=%llu buffered=%zu max=%zu", r->id, r->peer,
-                 (unsigned long long)r->content_length, h->buffered, h->max_buffered);
-        srv_http_reply_error(r, ERR_BUSY, NULL, "the server holds too many request bodies "
-                                                "(max-buffered-bytes); retry shortly");
+        budget_refused(h, r);
+        srv_http_reply_error(r, ERR_BUSY, NULL, BUDGET_MSG);
         return MHD_YES;
     }
     return MHD_YES;
@@ -988,12 +996,8 @@ static enum MHD_Result on_body_data(srv_http_t *h, srv_req_t *r, const char *dat
         return MHD_YES;
     }
     if (rc == ERR_BUSY) {
-        body_rejected(h, "buffer_full");
-        log_warn(&h->log, "msg=\"body refused: max-buffered-bytes in use\" id=%s peer=%s "
-                          "received=%llu buffered=%zu max=%zu", r->id, r->peer,
-                 (unsigned long long)r->bytes_in, h->buffered, h->max_buffered);
-        reply_mid_body(h, r, ERR_BUSY, "the server holds too many request bodies "
-                                       "(max-buffered-bytes); retry shortly");
+        budget_refused(h, r);
+        reply_mid_body(h, r, ERR_BUSY, "%s", BUDGET_MSG);
         return MHD_YES;
     }
     return rc < 0 ? MHD_NO : MHD_YES;

@@ -211,34 +211,19 @@ static void job_close(srv_opfile_job_t *j)
     shared_release(j->sh);
 }
 
-static void job_on_async(uv_async_t *a)
+/* The loop hears from a job: its thread finished (the async), or the deadline passed (the
+ * timer). Either way done() runs once, and the job's handles close. */
+static void job_settle(srv_opfile_job_t *j, bool deadline)
 {
-    srv_opfile_job_t *j = a->data;
     if (j->over)
         return;
     struct shared *sh = j->sh;
     pthread_mutex_lock(&sh->mu);
     bool fin = sh->finished;
-    if (fin)
-        sh->async = NULL;
-    pthread_mutex_unlock(&sh->mu);
-    if (!fin)
+    if (!fin && !deadline) {    // a wake-up that raced with nothing: keep waiting
+        pthread_mutex_unlock(&sh->mu);
         return;
-    void *arg = sh->w.arg;
-    void (*done)(void *, void *, bool) = j->done;
-    void *ctx = j->ctx;
-    job_close(j);
-    done(ctx, arg, false);
-}
-
-static void job_on_timer(uv_timer_t *t)
-{
-    srv_opfile_job_t *j = t->data;
-    if (j->over)
-        return;
-    struct shared *sh = j->sh;
-    pthread_mutex_lock(&sh->mu);
-    bool fin = sh->finished;
+    }
     if (!fin)
         sh->abandoned = true;
     sh->async = NULL;
@@ -248,6 +233,16 @@ static void job_on_timer(uv_timer_t *t)
     void *ctx = j->ctx;
     job_close(j);
     done(ctx, arg, !fin);
+}
+
+static void job_on_async(uv_async_t *a)
+{
+    job_settle(a->data, false);
+}
+
+static void job_on_timer(uv_timer_t *t)
+{
+    job_settle(t->data, true);
 }
 
 int srv_opfile_job_start(uv_loop_t *loop, const struct srv_opfile_work *w, double timeout_s,

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -110,4 +111,19 @@ int raw_status_lines(const char *resp)
         n += strncmp(p, "HTTP/1.", 7) == 0 && p[7] && p[8] == ' ';
     }
     return n;
+}
+
+long raw_proc_status(int pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    size_t fl = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, field, fl) == 0)
+            v = atol(line + fl);
+    if (f)
+        fclose(f);
+    return v;
 }

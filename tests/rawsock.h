@@ -23,6 +23,9 @@ size_t raw_read_response(int fd, char *buf, size_t cap, bool *closed, double dea
 bool raw_wait_closed(int fd, double deadline_s);
 /* The status of "HTTP/1.1 NNN ...", else -1. */
 int raw_status(const char *resp);
+/* A number field of /proc/PID/status ("VmRSS:", "VmHWM:"; kB values stay kB), or -1. */
+long raw_proc_status(int pid, const char *field);
+
 /* How many status lines ("HTTP/1.x NNN" at the start of a line) resp holds. */
 int raw_status_lines(const char *resp);
 

@@ -709,15 +709,7 @@ static void test_bodies_refused_unread(void **state)
 /* VmRSS (or VmHWM, the peak) of a process, in bytes; -1 if unreadable. */
 static long proc_mem(pid_t pid, const char *field)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, field, strlen(field)) == 0)
-            kb = atol(line + strlen(field));
-    if (f)
-        fclose(f);
+    long kb = raw_proc_status((int)pid, field);
     return kb < 0 ? -1 : kb * 1024;
 }
 

@@ -352,20 +352,6 @@ struct daemon {
     char log[512];
 };
 
-static long proc_value(pid_t pid, const char *file, const char *field)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
-    FILE *f = fopen(path, "r");
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, field, strlen(field)) == 0)
-            v = atol(line + strlen(field));
-    if (f)
-        fclose(f);
-    return v;
-}
-
 static long open_fds(pid_t pid)
 {
     char path[64];
@@ -611,7 +597,7 @@ static int run(const char *orthod, const char *model, int port, double seconds, 
             if (active == 0) {
                 warm = true;
                 raw_sleep_ms(300);
-                rss0 = proc_value(d.pid, "status", "VmRSS:");
+                rss0 = raw_proc_status((int)d.pid, "VmRSS:");
                 fds0 = open_fds(d.pid);
                 more = replay ? next_id < 1 : raw_now() < end;
             }
@@ -718,7 +704,7 @@ static int run(const char *orthod, const char *model, int port, double seconds, 
             raw_sleep_ms(100);
             fds1 = open_fds(d.pid);
         } while (fds1 > fds0 && raw_now() < until);
-        rss1 = proc_value(d.pid, "status", "VmRSS:");
+        rss1 = raw_proc_status((int)d.pid, "VmRSS:");
         if (!healthy(&d))
             failure = "GET /health did not answer 200 at the end";
         else if (fds1 > fds0)
