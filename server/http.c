@@ -413,7 +413,9 @@ static void on_deadline(uv_timer_t *t)
     // keep-alive connection just closes (a 408 there could be read as the reply to the
     // client's next request)
     srv_req_t *r = hc->req;
-    if (hc->in_request && (!r || !r->status)) {
+    bool replying = (r && r->status) ||    // ours, or one libmicrohttpd queued itself
+                    MHD_get_connection_info(hc->c, MHD_CONNECTION_INFO_HTTP_STATUS) != NULL;
+    if (hc->in_request && !replying) {
         char msg[128];
         snprintf(msg, sizeof msg, "the request did not arrive within conn-timeout (%.3g s)",
                  (double)h->deadline_ms / 1000.0);

@@ -8,7 +8,9 @@
  * Thread: loop thread only (large JSON bodies are parsed on the libuv pool, see below).
  *
  * Intake, in this order, for every request (no body byte is read before step 4):
- *   1. headers complete: a Content-Length over max-body-bytes is 413;
+ *   1. headers complete: framing in doubt (two lengths, a length with chunked encoding, a
+ *      transfer coding but chunked, no Host, NUL bytes, folded or bare-LF lines) is 400 or
+ *      501 and closes the connection; a Content-Length over max-body-bytes is 413;
  *   2. on_head (the server) routes and authenticates: 401/403/404/405 are answered here,
  *      and a matched route says what body it takes by setting r->body_max / r->body_raw;
  *   3. a body announced to a route that takes none (body_max 0) is 413, a Content-Length
@@ -88,7 +90,7 @@ struct srv_req {
     bool complete;                 /* the whole request (headers and body) has arrived */
     bool raw_replied;              /* the reply went straight onto the socket (see http.c) */
     bool suspended;                /* MHD connection suspended (body parse in progress) */
-    int parse_state;               /* 0 none, 1 running, 2 done */
+    int parse_state;               /* none, running, done (http.c) */
     int parse_rc;
     const char *parse_why;
     void *parse_job;
@@ -108,7 +110,8 @@ struct srv_http_hooks {
     void (*on_done)(void *ctx, srv_req_t *r);
     /* Transport events for metrics (optional): open-connection delta, deadline closes,
      * connections refused over max-connections, bodies refused before on_request
-     * ("too_large", "no_body", "bad_length", "content_type", "json", "buffer_full"). */
+     * ("too_large", "no_body", "bad_length", "bad_head", "content_type", "json",
+     * "buffer_full"). */
     void (*on_connections)(void *ctx, int delta);
     void (*on_conn_timeout)(void *ctx);
     void (*on_conn_refused)(void *ctx);
