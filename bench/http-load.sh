@@ -11,9 +11,9 @@
 # Defaults: BIN build-test-release/server/orthod (else build-dev), the stories260K model
 # from ../shared (ORTHOD_SHARED). Both daemons run with --log-level warn (no access log
 # line per request), api keys on, everything else default. Needs wrk (deploy/deps.sh).
-# Output: one line per run, then per binary and path the median req/s, p50/p99 latency,
-# non-2xx responses and socket errors summed, and RSS before/after; exit 1 on any error
-# response or socket error.
+# Output: one line per run, then per binary and path the median req/s, p50/p99 latency
+# (of the median run), non-2xx responses and socket errors summed, and the lowest and
+# highest RSS seen around the runs; exit 1 on any error response or socket error.
 set -eu
 
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -124,12 +124,14 @@ done
 echo "# medians"
 sort -k1,1 -k2,2 -k3,3n "$work/results" | awk '
     { key = $1 " " $2; n[key]++; v[key, n[key]] = $3; p50[key, n[key]] = $4; p99[key, n[key]] = $5;
-      err[key] += $6 + $7; if (!(key in first)) first[key] = $8; last[key] = $9 }
+      err[key] += $6 + $7
+      if (!(key in lo) || $8 < lo[key]) lo[key] = $8
+      if ($9 > hi[key]) hi[key] = $9 }
     END {
         for (k in n) {
             m = int((n[k] + 1) / 2)
-            printf "%-16s median %8.0f req/s  p50 %6.0f us  p99 %7.0f us  errors %d  rss %d -> %d KiB\n",
-                   k, v[k, m], p50[k, m], p99[k, m], err[k], first[k], last[k]
+            printf "%-16s median %8.0f req/s  p50 %6.0f us  p99 %7.0f us  errors %d  rss %d..%d KiB\n",
+                   k, v[k, m], p50[k, m], p99[k, m], err[k], lo[k], hi[k]
             med[k] = v[k, m]
         }
         for (k in n) if (k ~ /^new /) { b = k; sub(/^new /, "base ", b)
