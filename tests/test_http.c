@@ -848,6 +848,29 @@ static void test_strict_framing(void **state)
     bool closed;
     const char h10[] = "GET /health HTTP/1.0\r\n\r\n";    // HTTP/1.0 needs no Host
     assert_int_equal(raw_exchange(&A, h10, sizeof h10 - 1, buf, sizeof buf, &closed), 200);
+    // pipelined requests with the usual headers pass the head checks one after another
+    const char piped[] = "GET /health HTTP/1.1\r\nHost: t\r\nUser-Agent: x/1\r\nAccept: */*\r\n\r\n"
+                         "GET /ready HTTP/1.1\r\nHost: t\r\nCookie: a=b; c=d\r\nX-E:\r\n\r\n"
+                         "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    int fd = daemon_connect(&A);
+    assert_true(fd >= 0);
+    assert_true(raw_send(fd, piped, sizeof piped - 1));
+    static char all[16384];
+    size_t got = 0;
+    double end = now_s() + DEADLINE_S;
+    while (got + 1 < sizeof all && now_s() < end) {
+        ssize_t n = recv(fd, all + got, sizeof all - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    all[got] = '\0';
+    close(fd);
+    int oks = 0;
+    for (const char *p = all; (p = strstr(p, "HTTP/1.1 200 OK\r\n")) != NULL; p++)
+        oks++;
+    if (oks != 3)
+        fail_msg("pipelined requests: %.600s", all);
     assert_true(metric_value(&A, "orthod_http_bodies_rejected_total{reason=\"bad_head\"}") >= 17);
     assert_still_serving(&A);
 }
