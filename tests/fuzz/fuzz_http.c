@@ -435,6 +435,8 @@ static int daemon_start(struct daemon *d, const char *orthod, const char *model,
         }
         raw_sleep_ms(20);
     }
+    kill(d->pid, SIGKILL);    // never became ready: leave nothing behind
+    waitpid(d->pid, NULL, 0);
     return -1;
 }
 
