@@ -296,3 +296,30 @@ void opt_print_help(FILE *f, const struct opt_def *defs, size_t n)
         fputc('\n', f);
     }
 }
+
+bool opt_argv_wants_help(int argc, char *const *argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            return false;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
+    }
+    return false;
+}
+
+int opt_parse_command(const char *cmd, const struct opt_def *defs, size_t n, void *target,
+                      int argc, char **argv, void (*usage)(FILE *f), int *npos)
+{
+    if (opt_argv_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    struct errbuf eb = {{0}};
+    if (opt_defaults(defs, n, target, &eb) < 0 ||
+        opt_parse_argv(defs, n, target, argc, argv, npos, NULL, &eb) < 0) {
+        fprintf(stderr, "orthod %s: %s\n", cmd, eb.msg);
+        return 2;
+    }
+    return -1;
+}

@@ -62,5 +62,15 @@ int opt_parse_argv(const struct opt_def *defs, size_t n, void *target, int argc,
 void opt_format(const struct opt_def *d, const void *target, char *buf, size_t cap);
 /* Writes "  --name METAVAR   help (default: x)" lines. */
 void opt_print_help(FILE *f, const struct opt_def *defs, size_t n);
+/* True when argv[0..argc) asks for help (--help or -h before any `--`): a command prints
+ * its usage and exits 0 before parsing anything else. */
+bool opt_argv_wants_help(int argc, char *const *argv);
+/* The flag handling of an `orthod CMD` subcommand: with --help or -h, prints usage to
+ * stdout and returns 0; else sets target to the defaults, then parses argv into it
+ * (positional arguments move to argv[0..*npos)); on a bad flag prints
+ * "orthod CMD: <what is wrong>" to stderr and returns 2. Returns -1 when the command
+ * should go on. Release target with opt_free whatever the result. */
+int opt_parse_command(const char *cmd, const struct opt_def *defs, size_t n, void *target,
+                      int argc, char **argv, void (*usage)(FILE *f), int *npos);
 
 #endif

@@ -388,13 +388,9 @@ static void config_usage(FILE *f)
 
 int cmd_config(int argc, char **argv)
 {
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            config_usage(stdout);
-            return 0;
-        }
+    if (opt_argv_wants_help(argc, argv)) {
+        config_usage(stdout);
+        return 0;
     }
     struct srv_config c;
     struct errbuf eb = {{0}};

@@ -23,13 +23,9 @@ static void serve_usage(FILE *f)
 
 int cmd_serve(int argc, char **argv)
 {
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            serve_usage(stdout);
-            return 0;
-        }
+    if (opt_argv_wants_help(argc, argv)) {
+        serve_usage(stdout);
+        return 0;
     }
     struct srv_config cfg;
     struct errbuf eb = {{0}};

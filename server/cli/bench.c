@@ -251,23 +251,21 @@ out:
     return status;
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: orthod bench (--model PATH | --random-model SHAPE --dtype TYPE) "
+               "[options]\n\n");
+    opt_print_help(f, bench_defs, N_DEFS);
+}
+
 int cmd_bench(int argc, char **argv)
 {
     struct bench_opts o = {0};
-    struct errbuf eb = {{0}};
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: orthod bench (--model PATH | --random-model SHAPE --dtype TYPE) "
-                   "[options]\n\n");
-            opt_print_help(stdout, bench_defs, N_DEFS);
-            return 0;
-        }
-    int npos = 0, status = 2;
-    if (opt_defaults(bench_defs, N_DEFS, &o, &eb) < 0 ||
-        opt_parse_argv(bench_defs, N_DEFS, &o, argc, argv, &npos, NULL, &eb) < 0) {
-        fprintf(stderr, "orthod bench: %s\n", eb.msg);
+    int npos = 0, status = opt_parse_command("bench", bench_defs, N_DEFS, &o, argc, argv,
+                                             usage, &npos);
+    if (status >= 0)
         goto done;
-    }
+    status = 2;
     if (npos > 0) {
         fprintf(stderr, "orthod bench: unexpected argument '%s'\n", argv[0]);
         goto done;

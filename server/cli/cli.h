@@ -1,6 +1,6 @@
 /* server/cli/cli.h: what the engine-only subcommands (generate, bench) share: loading a
- * model (a file, a Hugging Face folder, or a random model of a named shape) on a device,
- * and small timing helpers. */
+ * model (a file, a Hugging Face folder, or a random model
+ * of a named shape) on a device, and small timing helpers. */
 #ifndef ORTHOD_SERVER_CLI_CLI_H
 #define ORTHOD_SERVER_CLI_CLI_H
 

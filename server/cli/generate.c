@@ -276,18 +276,11 @@ out:
 int cmd_generate(int argc, char **argv)
 {
     struct gen_opts o = {0};
-    struct errbuf eb = {{0}};
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
-    int npos = 0, status = 2;
-    if (opt_defaults(gen_defs, N_DEFS, &o, &eb) < 0 ||
-        opt_parse_argv(gen_defs, N_DEFS, &o, argc, argv, &npos, NULL, &eb) < 0) {
-        fprintf(stderr, "orthod generate: %s\n", eb.msg);
+    int npos = 0, status = opt_parse_command("generate", gen_defs, N_DEFS, &o, argc, argv,
+                                             usage, &npos);
+    if (status >= 0)
         goto done;
-    }
+    status = 2;
     if (npos > 0) {
         fprintf(stderr, "orthod generate: unexpected argument '%s' (use --prompt TEXT)\n", argv[0]);
         goto done;

@@ -155,21 +155,11 @@ out:
 int cmd_tokenize(int argc, char **argv)
 {
     struct tok_opts o = {0};
-    struct errbuf eb = {{0}};
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
-    }
-    int npos = 0, status = 2;
-    if (opt_defaults(tok_defs, N_DEFS, &o, &eb) < 0 ||
-        opt_parse_argv(tok_defs, N_DEFS, &o, argc, argv, &npos, NULL, &eb) < 0) {
-        fprintf(stderr, "orthod tokenize: %s\n", eb.msg);
+    int npos = 0, status = opt_parse_command("tokenize", tok_defs, N_DEFS, &o, argc, argv,
+                                             usage, &npos);
+    if (status >= 0)
         goto done;
-    }
+    status = 2;
     if (!o.model) {
         fprintf(stderr, "orthod tokenize: --model is required (see --help)\n");
         goto done;
