@@ -102,37 +102,105 @@ int eng_tensor_get(eng_backend_t *be, const eng_tensor_t *src, void *dst, size_t
     return rc < 0 ? rc : be->ops->tensor_get(be, src, dst, off, n);
 }
 
-int eng_weight_prepare(eng_backend_t *be, eng_tensor_t *w, const void *host)
+/* Weights share one block per backend, each at an offset aligned like a fresh device
+ * allocation (GEMM paths want 16-byte aligned rows; CUDA gives 256). */
+#define WEIGHT_ALIGN ((size_t)256)
+
+/* Bytes weight w takes in the block (0: used in place, no block space). */
+static size_t weight_size(eng_backend_t *be, const eng_tensor_t *w)
 {
-    if (!eng_tensor_is_contiguous(w))
-        return ERR_INVAL;
     if (be->ops->weight_prepare)
-        return be->ops->weight_prepare(be, w, host);
-    eng_buffer_t *buf;
-    int rc = eng_buffer_new(be, eng_tensor_nbytes(w), ENG_BUF_WEIGHTS, &buf);
+        return 0;
+    return be->ops->weight_size ? be->ops->weight_size(be, w) : eng_tensor_nbytes(w);
+}
+
+/* Offsets are recomputed the same way by each pass, so no offset array is allocated. */
+static int weights_layout(eng_backend_t *be, eng_tensor_t *const *w, size_t n, size_t *total)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!eng_tensor_is_contiguous(w[i]) || !w[i]->data)
+            return ERR_INVAL;
+        const size_t sz = weight_size(be, w[i]);
+        if (sz == 0)
+            continue;
+        if (off > SIZE_MAX - (WEIGHT_ALIGN - 1) - sz)
+            return ERR_TOOLARGE;
+        off = (off + WEIGHT_ALIGN - 1) & ~(WEIGHT_ALIGN - 1);
+        off += sz;
+    }
+    *total = off;
+    return 0;
+}
+
+static void weight_clear(eng_tensor_t *w)
+{
+    w->buf = NULL;
+    w->data = NULL;
+    w->extra = NULL;
+}
+
+int eng_weights_prepare(eng_backend_t *be, eng_tensor_t *const *w, size_t n,
+                        eng_buffer_t **block)
+{
+    size_t total = 0;
+    int rc = weights_layout(be, w, n, &total);
     if (rc < 0)
         return rc;
-    w->data = buf->base;
-    w->buf = buf;
-    rc = be->ops->tensor_set(be, w, host, 0, eng_tensor_nbytes(w));
-    if (rc < 0) {
-        eng_buffer_free(buf);
-        w->data = NULL;
-        w->buf = NULL;
+    eng_buffer_t *blk = NULL;
+    if (total > 0 && (rc = eng_buffer_new(be, total, ENG_BUF_WEIGHTS, &blk)) < 0)
+        return rc;
+    size_t off = 0, i = 0;
+    for (; i < n && rc == 0; i++) {
+        const void *host = w[i]->data;
+        const size_t sz = weight_size(be, w[i]);
+        if (sz == 0) {
+            rc = be->ops->weight_prepare(be, w[i], host);
+            continue;
+        }
+        off = (off + WEIGHT_ALIGN - 1) & ~(WEIGHT_ALIGN - 1);
+        if (be->ops->weight_place) {
+            rc = be->ops->weight_place(be, w[i], host, blk, off);
+        } else {
+            w[i]->data = (char *)blk->base + off;
+            rc = be->ops->tensor_set(be, w[i], host, 0, sz);
+        }
+        w[i]->buf = blk;
+        off += sz;
     }
+    if (rc < 0) {
+        // undo the weights placed so far (i - 1 is the one that failed)
+        eng_weights_release(be, w, i, blk);
+        return rc;
+    }
+    *block = blk;
+    return 0;
+}
+
+void eng_weights_release(eng_backend_t *be, eng_tensor_t *const *w, size_t n,
+                         eng_buffer_t *block)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (be->ops->weight_release && !w[i]->buf)
+            be->ops->weight_release(be, w[i]);
+        weight_clear(w[i]);
+    }
+    eng_buffer_free(block);
+}
+
+int eng_weight_prepare(eng_backend_t *be, eng_tensor_t *w, const void *host)
+{
+    eng_buffer_t *blk = NULL;
+    w->data = (void *)host;
+    int rc = eng_weights_prepare(be, &w, 1, &blk);
+    if (rc < 0)
+        weight_clear(w);
     return rc;
 }
 
 void eng_weight_release(eng_backend_t *be, eng_tensor_t *w)
 {
-    if (be->ops->weight_release) {
-        be->ops->weight_release(be, w);
-    } else {
-        eng_buffer_free(w->buf);
-    }
-    w->buf = NULL;
-    w->data = NULL;
-    w->extra = NULL;
+    eng_weights_release(be, &w, 1, w->buf);
 }
 
 static size_t kv_row_bytes(const struct eng_kv_layout *lay)

@@ -123,10 +123,20 @@ void eng_buffer_free(eng_buffer_t *buf);           /* NULL ok */
 /* Host <-> tensor copies of n bytes at byte offset off of the tensor's data. */
 int eng_tensor_set(eng_backend_t *be, eng_tensor_t *dst, const void *src, size_t off, size_t n);
 int eng_tensor_get(eng_backend_t *be, const eng_tensor_t *src, void *dst, size_t off, size_t n);
-/* Makes a weight usable by the backend. `w` describes the weight (dtype, shape) and
- * `host` its bytes in host memory (usually the model file's mmap), valid for the
- * backend's lifetime. Host backends may point w->data at `host` (zero copy); device
- * backends upload into their own buffer. Undo with eng_weight_release. */
+/* Makes n weights usable by the backend, together: w[i] describes weight i (dtype, shape)
+ * and on entry w[i]->data points at its bytes in host memory (usually the model file's
+ * mmap), valid for the backend's lifetime. Host backends may use those bytes in place
+ * (zero copy; *block is then NULL); device backends allocate one buffer for all of them
+ * (*block, ENG_BUF_WEIGHTS) and upload, pointing each w[i]->data into it. On failure
+ * nothing stays allocated and the w[i] placed so far are cleared (data NULL).
+ * Undo with eng_weights_release (same w, n and block). */
+int eng_weights_prepare(eng_backend_t *be, eng_tensor_t *const *w, size_t n,
+                        eng_buffer_t **block);
+/* Releases the weights and frees the block (NULL ok); w[i]->data become NULL. Allocates
+ * nothing, so it cannot fail under memory pressure. */
+void eng_weights_release(eng_backend_t *be, eng_tensor_t *const *w, size_t n,
+                         eng_buffer_t *block);
+/* The same for one weight alone (its own block, kept in w->buf): w's bytes are `host`. */
 int eng_weight_prepare(eng_backend_t *be, eng_tensor_t *w, const void *host);
 void eng_weight_release(eng_backend_t *be, eng_tensor_t *w);
 /* Allocates and zeroes KV storage for `lay` (tensors in *out point into out->buf). */

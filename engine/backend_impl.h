@@ -20,10 +20,18 @@ struct eng_backend_ops {
     int (*tensor_set)(eng_backend_t *be, eng_tensor_t *dst, const void *src, size_t off, size_t n);
     int (*tensor_get)(eng_backend_t *be, const eng_tensor_t *src, void *dst, size_t off, size_t n);
     int (*memset_buffer)(eng_backend_t *be, eng_buffer_t *buf, int byte);
-    /* (optional) default: allocate a buffer of the tensor's size and tensor_set it */
+    /* weights (backend.h: eng_weights_prepare). Either the backend uses weight bytes in
+     * place: it sets weight_prepare (point w->data at host; no block is allocated) and
+     * weight_release (undo it). Or the engine allocates one ENG_BUF_WEIGHTS buffer per
+     * model and the backend stores each weight at buf->base + off (off 256-aligned):
+     * weight_size (optional; default the tensor's size) says how many bytes, and
+     * weight_place (optional; default: w->data = base + off, then tensor_set) writes them
+     * and sets w->data. */
     int (*weight_prepare)(eng_backend_t *be, eng_tensor_t *w, const void *host);
-    /* (optional) must be set when weight_prepare is; default frees w->buf */
     void (*weight_release)(eng_backend_t *be, eng_tensor_t *w);
+    size_t (*weight_size)(eng_backend_t *be, const eng_tensor_t *w);
+    int (*weight_place)(eng_backend_t *be, eng_tensor_t *w, const void *host, eng_buffer_t *buf,
+                        size_t off);
     /* capability, asked once at model load: can matmul consume weights of dtype t? */
     bool (*supports_matmul)(eng_backend_t *be, enum eng_dtype t);
     bool (*supports_kv)(eng_backend_t *be, enum eng_kv_format f);

@@ -7,6 +7,7 @@
 #include "orthod_config.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,34 +163,87 @@ static int find_weight(eng_model_t *m, const char *name, int n_dims, int64_t ne0
     return 0;
 }
 
-/* Norm weights must be F32 for the rmsnorm op: convert other dtypes into an owned copy. */
-static int norm_to_f32(eng_model_t *m, eng_tensor_t *t)
+/* The per-layer weights as data (model_impl.h: ENG_LAYER_WEIGHTS). */
+enum dim { DIM_1, DIM_C, DIM_Q, DIM_KV, DIM_F };
+static const struct layer_weight {
+    const char *name;        /* blk.N.<name>.weight */
+    size_t offset;           /* in struct eng_layer */
+    int n_dims;              /* 1: an RMSNorm weight */
+    enum dim ne0, ne1;
+} layer_weights[] = {
+#define ROW(field, name, n_dims, ne0, ne1) \
+    {name, offsetof(struct eng_layer, field), n_dims, DIM_##ne0, DIM_##ne1},
+    ENG_LAYER_WEIGHTS(ROW)
+#undef ROW
+};
+#define N_LAYER_WEIGHTS (sizeof layer_weights / sizeof layer_weights[0])
+
+static eng_tensor_t *layer_weight(struct eng_layer *L, size_t r)
 {
-    if (t->dtype == ENG_DTYPE_F32)
-        return 0;
-    float **ow = realloc(m->owned, sizeof *ow * (size_t)(m->n_owned + 1));
-    if (!ow)
-        return ERR_NOMEM;
-    m->owned = ow;
-    float *f = malloc(sizeof(float) * (size_t)t->ne[0]);
-    if (!f)
-        return ERR_NOMEM;
-    eng_row_to_f32(t->dtype, t->data, f, t->ne[0]);
-    m->owned[m->n_owned++] = f;
-    int64_t ne = t->ne[0];
-    char name[64];
-    memcpy(name, t->name, sizeof name);
-    eng_tensor_init(t, ENG_DTYPE_F32, 1, &ne);
-    memcpy(t->name, name, sizeof name);
-    t->data = f;
-    return 0;
+    return (eng_tensor_t *)((char *)L + layer_weights[r].offset);
+}
+
+static int64_t dim_size(const struct eng_hparams *hp, enum dim d)
+{
+    switch (d) {
+    case DIM_C: return hp->n_embd;
+    case DIM_Q: return (int64_t)hp->n_head * hp->head_dim;
+    case DIM_KV: return (int64_t)hp->n_head_kv * hp->head_dim;
+    case DIM_F: return hp->n_ff;
+    default: return 1;
+    }
+}
+
+/* Calls fn for every weight of a loaded model once (the output projection only when it is
+ * not tied to the embeddings); norm says whether it is an RMSNorm weight. */
+static void each_weight(eng_model_t *m, void (*fn)(eng_tensor_t *w, bool norm, void *ctx),
+                        void *ctx)
+{
+    fn(&m->tok_embd, false, ctx);
+    fn(&m->output_norm, true, ctx);
+    if (!m->hp.tied_output)
+        fn(&m->output, false, ctx);
+    for (int l = 0; l < m->hp.n_layer; l++)
+        for (size_t r = 0; r < N_LAYER_WEIGHTS; r++)
+            fn(layer_weight(&m->layers[l], r), layer_weights[r].n_dims == 1, ctx);
+}
+
+static void list_weight(eng_tensor_t *w, bool norm, void *ctx)
+{
+    (void)norm;
+    eng_model_t *m = ctx;
+    m->weights[m->n_weights++] = w;
+}
+
+/* Norm weights must be F32 for the rmsnorm op: the other dtypes are converted into one
+ * host block (m->norms_f32). First pass: count the floats; second pass: convert. */
+struct norm_pass {
+    float *block;
+    size_t n;
+};
+
+static void norm_to_f32(eng_tensor_t *t, bool norm, void *ctx)
+{
+    struct norm_pass *np = ctx;
+    if (!norm || t->dtype == ENG_DTYPE_F32)
+        return;
+    if (np->block) {
+        float *f = np->block + np->n;
+        eng_row_to_f32(t->dtype, t->data, f, t->ne[0]);
+        int64_t ne = t->ne[0];
+        char name[64];
+        memcpy(name, t->name, sizeof name);
+        eng_tensor_init(t, ENG_DTYPE_F32, 1, &ne);
+        memcpy(t->name, name, sizeof name);
+        t->data = f;
+    }
+    np->n += (size_t)t->ne[0];
 }
 
 static int load_tensors(eng_model_t *m, struct errbuf *eb)
 {
     const struct eng_hparams *hp = &m->hp;
-    const int64_t C = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
-                  KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff;
+    const int64_t C = hp->n_embd;
     int rc;
     int64_t ti = eng_gguf_find_tensor(m->file, "token_embd.weight");
     if (ti < 0)
@@ -210,93 +264,56 @@ static int load_tensors(eng_model_t *m, struct errbuf *eb)
     } else if (rc < 0) {
         return rc;
     }
-    if ((rc = norm_to_f32(m, &m->output_norm)) < 0)
-        return rc;
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
-    if (!m->layers)
+    m->weights = malloc(sizeof *m->weights * (3 + N_LAYER_WEIGHTS * (size_t)hp->n_layer));
+    if (!m->layers || !m->weights)
         return ERR_NOMEM;
     for (int l = 0; l < hp->n_layer; l++) {
-        struct eng_layer *L = &m->layers[l];
-        const struct {
-            const char *suffix;
-            eng_tensor_t *t;
-            int n_dims;
-            int64_t ne0, ne1;
-        } spec[] = {
-            {"attn_norm", &L->attn_norm, 1, C, 1},  {"attn_q", &L->wq, 2, C, Q},
-            {"attn_k", &L->wk, 2, C, KV},           {"attn_v", &L->wv, 2, C, KV},
-            {"attn_output", &L->wo, 2, Q, C},       {"ffn_norm", &L->ffn_norm, 1, C, 1},
-            {"ffn_gate", &L->w_gate, 2, C, F},      {"ffn_up", &L->w_up, 2, C, F},
-            {"ffn_down", &L->w_down, 2, F, C},
-        };
-        for (size_t s = 0; s < sizeof spec / sizeof spec[0]; s++) {
+        for (size_t r = 0; r < N_LAYER_WEIGHTS; r++) {
+            const struct layer_weight *lw = &layer_weights[r];
             char name[64];
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, spec[s].suffix);
-            if ((rc = find_weight(m, name, spec[s].n_dims, spec[s].ne0, spec[s].ne1, false,
-                                  spec[s].t, eb)) < 0)
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, lw->name);
+            if ((rc = find_weight(m, name, lw->n_dims, dim_size(hp, lw->ne0),
+                                  dim_size(hp, lw->ne1), false, layer_weight(&m->layers[l], r),
+                                  eb)) < 0)
                 return rc;
         }
-        if ((rc = norm_to_f32(m, &L->attn_norm)) < 0 || (rc = norm_to_f32(m, &L->ffn_norm)) < 0)
-            return rc;
+    }
+    each_weight(m, list_weight, m);
+    struct norm_pass np = {0};
+    each_weight(m, norm_to_f32, &np);
+    if (np.n > 0) {
+        if (!(m->norms_f32 = malloc(sizeof(float) * np.n)))
+            return ERR_NOMEM;
+        np = (struct norm_pass){m->norms_f32, 0};
+        each_weight(m, norm_to_f32, &np);
     }
     return 0;
 }
 
-/* Every weight tensor of the model, for preparing/releasing and for statistics. */
-static int all_weights(eng_model_t *m, eng_tensor_t **out, int cap)
-{
-    int n = 0;
-    out[n++] = &m->tok_embd;
-    out[n++] = &m->output_norm;
-    if (!m->hp.tied_output)
-        out[n++] = &m->output;
-    for (int l = 0; l < m->hp.n_layer && n + 9 <= cap; l++) {
-        struct eng_layer *L = &m->layers[l];
-        eng_tensor_t *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
-                              &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 9; i++)
-            out[n++] = ts[i];
-    }
-    return n;
-}
-
 static int prepare_weights(eng_model_t *m, struct errbuf *eb)
 {
-    int cap = 3 + 9 * m->hp.n_layer;
-    eng_tensor_t **ws = malloc(sizeof *ws * (size_t)cap);
-    if (!ws)
-        return ERR_NOMEM;
-    int n = all_weights(m, ws, cap), rc = 0;
-    for (int i = 0; i < n; i++) {
-        eng_tensor_t *w = ws[i];
-        if (w->ne[1] > 1 && !eng_backend_supports_matmul(m->be, w->dtype)) {
-            rc = err_set(eb, ERR_UNSUPPORTED, "tensor '%s': the %s backend cannot multiply %s "
-                         "weights", w->name, eng_backend_name(m->be), eng_dtype_name(w->dtype));
-            break;
-        }
-        const void *host = w->data;
-        if ((rc = eng_weight_prepare(m->be, w, host)) < 0) {
-            w->data = NULL;
-            rc = err_set(eb, rc, "tensor '%s': cannot place %zu bytes on %s: %s", w->name,
-                         eng_tensor_nbytes(w), eng_backend_name(m->be), err_str(rc));
-            break;
-        }
+    size_t bytes = 0;
+    for (size_t i = 0; i < m->n_weights; i++) {
+        const eng_tensor_t *w = m->weights[i];
+        if (w->ne[1] > 1 && !eng_backend_supports_matmul(m->be, w->dtype))
+            return err_set(eb, ERR_UNSUPPORTED, "tensor '%s': the %s backend cannot multiply %s "
+                           "weights", w->name, eng_backend_name(m->be), eng_dtype_name(w->dtype));
+        bytes += eng_tensor_nbytes(w);
     }
-    if (rc == 0) {
-        m->prepared = true;
-        if (m->hp.tied_output) {
-            char name[64];
-            memcpy(name, m->output.name, sizeof name);
-            m->output = m->tok_embd;           // same device bytes
-            memcpy(m->output.name, name, sizeof name);
-        }
-    } else {
-        for (int i = 0; i < n; i++)
-            if (ws[i]->data && ws[i]->buf)
-                eng_weight_release(m->be, ws[i]);
+    int rc = eng_weights_prepare(m->be, m->weights, m->n_weights, &m->weight_block);
+    if (rc < 0)
+        return err_set(eb, rc, "cannot place the weights (%zu tensors, %.1f MiB in the file) on "
+                       "%s: %s", m->n_weights, (double)bytes / 1048576.0, eng_backend_name(m->be),
+                       err_str(rc));
+    m->prepared = true;
+    if (m->hp.tied_output) {
+        char name[64];
+        memcpy(name, m->output.name, sizeof name);
+        m->output = m->tok_embd;           // same device bytes
+        memcpy(m->output.name, name, sizeof name);
     }
-    free(ws);
-    return rc;
+    return 0;
 }
 
 static void fill_info(eng_model_t *m, const char *path)
@@ -324,25 +341,20 @@ static void fill_info(eng_model_t *m, const char *path)
     in->n_ctx_train = m->hp.n_ctx_train;
     in->n_embd = m->hp.n_embd;
     in->n_layer = m->hp.n_layer;
-    if (!m->layers)
+    if (!m->weights)
         return;
     size_t by_dtype[ENG_DTYPE__MAX] = {0};
-    int cap = 3 + 9 * m->hp.n_layer;
-    eng_tensor_t **ws = malloc(sizeof *ws * (size_t)cap);
-    if (!ws)
-        return;
-    int n = all_weights(m, ws, cap);
-    for (int i = 0; i < n; i++) {
-        size_t b = eng_tensor_nbytes(ws[i]);
-        in->n_params += eng_tensor_nelements(ws[i]);
-        if (ws[i]->ne[1] > 1)
-            by_dtype[ws[i]->dtype] += b;
-        if (ws[i] != &m->tok_embd)         // decode reads one embedding row, all else whole
+    for (size_t i = 0; i < m->n_weights; i++) {
+        const eng_tensor_t *w = m->weights[i];
+        size_t b = eng_tensor_nbytes(w);
+        in->n_params += eng_tensor_nelements(w);
+        if (w->ne[1] > 1)
+            by_dtype[w->dtype] += b;
+        if (w != &m->tok_embd)             // decode reads one embedding row, all else whole
             in->weight_bytes += b;
     }
     if (m->hp.tied_output)
         in->weight_bytes += eng_tensor_nbytes(&m->tok_embd);
-    free(ws);
     int best = 0;
     for (int t = 0; t < ENG_DTYPE__MAX; t++)
         if (by_dtype[t] > by_dtype[best])
@@ -436,23 +448,10 @@ void eng_model_free(eng_model_t *m)
 {
     if (!m)
         return;
-    if (m->prepared && m->be) {
-        // no allocation here: a free that needs memory would leak device weights under OOM
-        eng_weight_release(m->be, &m->tok_embd);
-        eng_weight_release(m->be, &m->output_norm);
-        if (!m->hp.tied_output)
-            eng_weight_release(m->be, &m->output);
-        for (int l = 0; l < m->hp.n_layer; l++) {
-            struct eng_layer *L = &m->layers[l];
-            eng_tensor_t *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
-                                  &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
-            for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
-                eng_weight_release(m->be, ts[i]);
-        }
-    }
-    for (int i = 0; i < m->n_owned; i++)
-        free(m->owned[i]);
-    free(m->owned);
+    if (m->prepared && m->be)      // allocates nothing: cannot leak device weights under OOM
+        eng_weights_release(m->be, m->weights, m->n_weights, m->weight_block);
+    free(m->weights);
+    free(m->norms_f32);
     free(m->layers);
     eng_vocab_free(m->vocab);
     eng_gguf_free(m->file);

@@ -5,16 +5,26 @@
 
 #include "engine.h"
 
+/* The weights of one layer, one row each: X(field, GGUF name "blk.N.<name>.weight", n_dims,
+ * ne0, ne1) with the dimensions C (n_embd), Q (n_head * head_dim), KV (n_head_kv *
+ * head_dim), F (n_ff) or 1. 1-D weights are the RMSNorm weights (held as F32). This one
+ * table makes struct eng_layer and drives the loader, the weight list and free (model.c);
+ * a new per-layer weight is one new row. */
+#define ENG_LAYER_WEIGHTS(X)                \
+    X(attn_norm, "attn_norm",   1, C, 1)    \
+    X(wq,        "attn_q",      2, C, Q)    \
+    X(wk,        "attn_k",      2, C, KV)   \
+    X(wv,        "attn_v",      2, C, KV)   \
+    X(wo,        "attn_output", 2, Q, C)    \
+    X(ffn_norm,  "ffn_norm",    1, C, 1)    \
+    X(w_gate,    "ffn_gate",    2, C, F)    \
+    X(w_up,      "ffn_up",      2, C, F)    \
+    X(w_down,    "ffn_down",    2, F, C)
+
 struct eng_layer {
-    eng_tensor_t attn_norm;  /* (C) F32 */
-    eng_tensor_t wq;         /* (NH*HS, C): ne = {C, NH*HS} */
-    eng_tensor_t wk;         /* ne = {C, NKV*HS} */
-    eng_tensor_t wv;         /* ne = {C, NKV*HS} */
-    eng_tensor_t wo;         /* ne = {NH*HS, C} */
-    eng_tensor_t ffn_norm;   /* (C) F32 */
-    eng_tensor_t w_gate;     /* ne = {C, F} */
-    eng_tensor_t w_up;       /* ne = {C, F} */
-    eng_tensor_t w_down;     /* ne = {F, C} */
+#define ENG_LAYER_FIELD(field, name, n_dims, ne0, ne1) eng_tensor_t field;
+    ENG_LAYER_WEIGHTS(ENG_LAYER_FIELD)
+#undef ENG_LAYER_FIELD
 };
 
 struct eng_model {
@@ -27,8 +37,10 @@ struct eng_model {
     eng_tensor_t output_norm;    /* (C) F32 */
     eng_tensor_t output;         /* ne = {C, V}; shares tok_embd's bytes when tied */
     struct eng_layer *layers;    /* (L) */
-    float **owned;               /* host F32 copies made for non-F32 norm weights */
-    int n_owned;
+    float *norms_f32;            /* host F32 copies of the non-F32 norm weights, one block */
+    eng_tensor_t **weights;      /* every weight once (output left out when tied) */
+    size_t n_weights;
+    eng_buffer_t *weight_block;  /* the weights on the backend (NULL when used in place) */
     bool prepared;               /* weights were handed to the backend */
     struct eng_model_info info;
 };
@@ -39,7 +51,6 @@ int eng__model_from_gguf_named(eng_gguf_t *g, const struct eng_model_params *p, 
 
 /* forward.c: runs one step over the model (the step is already validated and begun).
  * Writes logits of the step's out rows into the context's host logits buffer. */
-struct eng_ctx_scratch;
 int eng__forward(eng_ctx_t *c);
 
 struct eng_ctx {

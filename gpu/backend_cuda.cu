@@ -322,7 +322,6 @@ static int cuda_buffer_new(eng_backend_t *be, size_t size, enum eng_buf_usage us
         return rc;
     }
     gb->use = use;
-    gb->storage = ENG_DTYPE_F32;
     gb->bytes = size;
     g->bytes_by_use[use] += size;
     buf->base = p;
@@ -391,29 +390,39 @@ static int cuda_memset_buffer(eng_backend_t *be, eng_buffer_t *buf, int byte)
     return 0;
 }
 
-/* F32/F16/BF16 are uploaded as they are; Q8_0/Q4_0 are dequantized to F16 on the device
- * in chunks (one GEMV/GEMM path for every dtype; decode then reads 2 bytes per weight). */
-static int cuda_weight_prepare(eng_backend_t *be, eng_tensor_t *w, const void *host)
+static bool is_quant(enum eng_dtype t)
+{
+    return t == ENG_DTYPE_Q8_0 || t == ENG_DTYPE_Q4_0;
+}
+
+/* F32/F16/BF16 are stored as they are; Q8_0/Q4_0 are dequantized to F16 on the device
+ * (one GEMV/GEMM path for every dtype; decode then reads 2 bytes per weight). */
+static size_t cuda_weight_size(eng_backend_t *be, const eng_tensor_t *w)
+{
+    (void)be;
+    if (is_quant(w->dtype))
+        return (size_t)w->ne[0] * (size_t)eng_tensor_nrows(w) * 2;
+    return eng_tensor_nbytes(w);
+}
+
+/* Uploads one weight into the model's weight block at off (quantized ones in chunks,
+ * dequantized on the device). */
+static int cuda_weight_place(eng_backend_t *be, eng_tensor_t *w, const void *host,
+                             eng_buffer_t *buf, size_t off)
 {
     struct gpu_ctx *g = CTX(be);
     const enum eng_dtype t = w->dtype;
-    const bool quant = t == ENG_DTYPE_Q8_0 || t == ENG_DTYPE_Q4_0;
     if (!eng_dtype_is_compute(t))
         return ERR_UNSUPPORTED;
-    if (!host)
+    if (!host || off > buf->size || cuda_weight_size(be, w) > buf->size - off)
         return ERR_INVAL;
     const int64_t K = w->ne[0], rows = eng_tensor_nrows(w);
     const size_t raw = eng_tensor_nbytes(w);
-    const size_t bytes = quant ? (size_t)K * (size_t)rows * 2 : raw;
-    eng_buffer_t *buf = NULL;
-    int rc = eng_buffer_new(be, bytes, ENG_BUF_WEIGHTS, &buf);
-    if (rc < 0)
-        return rc;
-    struct gpu_buf *gb = (struct gpu_buf *)buf->ctx;
-    gb->prepared = true;
-    gb->storage = quant ? ENG_DTYPE_F16 : t;
-    if (!quant) {
-        cudaError_t e = cudaMemcpyAsync(buf->base, host, raw, cudaMemcpyHostToDevice, g->stream);
+    char *dst = (char *)buf->base + off;
+    int rc = 0;
+    ((struct gpu_buf *)buf->ctx)->prepared = true;
+    if (!is_quant(t)) {
+        cudaError_t e = cudaMemcpyAsync(dst, host, raw, cudaMemcpyHostToDevice, g->stream);
         if (e == cudaSuccess)
             e = cudaStreamSynchronize(g->stream);
         if (e != cudaSuccess)
@@ -434,7 +443,7 @@ static int cuda_weight_prepare(eng_backend_t *be, eng_tensor_t *w, const void *h
                 rc = gpu_backend_cuda_fail(g, e, "cudaMemcpy(weights)", __FILE__, __LINE__);
                 break;
             }
-            rc = gpu_ops_dequant_f16(g, t, stage, (uint16_t *)buf->base + (size_t)r0 * (size_t)K, nr, K);
+            rc = gpu_ops_dequant_f16(g, t, stage, (uint16_t *)dst + (size_t)r0 * (size_t)K, nr, K);
         }
         if (rc == 0) {
             cudaError_t e = cudaStreamSynchronize(g->stream);
@@ -442,19 +451,10 @@ static int cuda_weight_prepare(eng_backend_t *be, eng_tensor_t *w, const void *h
                 rc = gpu_backend_cuda_fail(g, e, "cudaStreamSynchronize(weights)", __FILE__, __LINE__);
         }
     }
-    if (rc < 0) {
-        eng_buffer_free(buf);
+    if (rc < 0)
         return rc;
-    }
-    w->data = buf->base;
-    w->buf = buf;
+    w->data = dst;
     return 0;
-}
-
-static void cuda_weight_release(eng_backend_t *be, eng_tensor_t *w)
-{
-    (void)be;
-    eng_buffer_free(w->buf);
 }
 
 static bool cuda_supports_matmul(eng_backend_t *be, enum eng_dtype t)
@@ -469,14 +469,15 @@ static bool cuda_supports_kv(eng_backend_t *be, enum eng_kv_format f)
     return f == ENG_KV_F32 || f == ENG_KV_F16;
 }
 
-/* The dtype of the bytes at w->data: weights we prepared may be stored differently. */
+/* The dtype of the bytes at w->data: weights we placed in a weight block may be stored
+ * differently (quantized ones as F16: cuda_weight_place). */
 static int32_t weight_storage(eng_backend_t *be, const eng_tensor_t *w)
 {
-    if (w->buf && w->buf->be == be && w->buf->ctx && w->data == w->buf->base) {
-        const struct gpu_buf *gb = (const struct gpu_buf *)w->buf->ctx;
-        if (gb->prepared)
-            return gb->storage;
-    }
+    const eng_buffer_t *b = w->buf;
+    if (b && b->be == be && b->ctx && ((const struct gpu_buf *)b->ctx)->prepared &&
+        (const char *)w->data >= (const char *)b->base &&
+        (const char *)w->data < (const char *)b->base + b->size)
+        return is_quant(w->dtype) ? ENG_DTYPE_F16 : w->dtype;
     return w->dtype;
 }
 
@@ -635,7 +636,7 @@ static int cuda_matmul(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t 
     if ((storage == ENG_DTYPE_Q8_0 || storage == ENG_DTYPE_Q4_0) && !g->warned_raw_quant) {
         g->warned_raw_quant = true;
         log_warn(&be->log, "msg=\"matmul on %s weights that were not placed with "
-                 "eng_weight_prepare: dequantizing them on every call (slow)\" tensor=\"%s\"",
+                 "eng_weights_prepare: dequantizing them on every call (slow)\" tensor=\"%s\"",
                  eng_dtype_name((enum eng_dtype)storage), w->name);
     }
     struct gpu_rec r;
@@ -808,8 +809,10 @@ static const struct eng_backend_ops cuda_ops = {
     .tensor_set = cuda_tensor_set,
     .tensor_get = cuda_tensor_get,
     .memset_buffer = cuda_memset_buffer,
-    .weight_prepare = cuda_weight_prepare,
-    .weight_release = cuda_weight_release,
+    .weight_prepare = NULL,    // weights go into one block per model: weight_size/place
+    .weight_release = NULL,
+    .weight_size = cuda_weight_size,
+    .weight_place = cuda_weight_place,
     .supports_matmul = cuda_supports_matmul,
     .supports_kv = cuda_supports_kv,
     .step_begin = cuda_step_begin,

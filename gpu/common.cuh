@@ -108,8 +108,7 @@ struct gpu_pool {
 /* --- per-buffer state (buf->ctx) ------------------------------------------------------- */
 struct gpu_buf {
     enum eng_buf_usage use;
-    bool prepared;               /* a weight placed by weight_prepare */
-    enum eng_dtype storage;      /* prepared weights: how the bytes are stored on the device */
+    bool prepared;               /* a weight block: weights placed by cuda_weight_place */
     size_t bytes;
 };
 

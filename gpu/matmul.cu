@@ -1,6 +1,6 @@
 /* gpu/matmul.cu: out (R, N) = x (R, K) @ w^T for F32, F16 and BF16 weight storage
  * (Q8_0/Q4_0 weights are dequantized to F16 when uploaded; raw quantized bytes that did not
- * go through weight_prepare are dequantized into scratch per call).
+ * go through eng_weights_prepare are dequantized into scratch per call).
  * Two paths:
  *  - GEMV (R <= gemv_max_rows, decode): one 128-thread block per output row streams the
  *    weight row once with 16-byte loads (4 in flight per thread) and dots it with every

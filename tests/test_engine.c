@@ -1,7 +1,10 @@
 /* tests/test_engine.c: the context and forward pass on a random model (no files needed):
  * batching is invisible in the logits (one batch == token by token == interleaved
- * sequences), truncation, KV exhaustion, limits, and the sampler chain. */
+ * sequences), truncation, KV exhaustion, limits, weights in one block per backend, and
+ * the sampler chain. */
+#include "../engine/backend_impl.h"
 #include "../engine/engine.h"
+#include "../engine/model_impl.h"
 
 #include <math.h>
 #include <setjmp.h>
@@ -20,17 +23,26 @@ struct fx {
     int32_t V;
 };
 
-static int setup(void **state)
+/* The fixture's model file (built anew for each caller: a model owns its file). */
+static eng_gguf_t *fixture_file(void)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    struct eng_cpu_params cp = {.n_threads = 2};
-    assert_int_equal(eng_cpu_backend_new(&cp, &f->be), 0);
     struct eng_random_model rm = {.dtype = ENG_DTYPE_F32, .std = 0.05f, .norm_std = 0.1f,
                                   .seed = 7, .n_threads = 2};
     snprintf(rm.shape, sizeof rm.shape, "dim=64,layers=3,heads=4,kv_heads=2,ffn=96,vocab=300");
     eng_gguf_t *g;
     struct errbuf eb = {{0}};
-    assert_int_equal(eng_random_model_build(&rm, &g, &eb), 0);
+    if (eng_random_model_build(&rm, &g, &eb) < 0)
+        fail_msg("random model: %s", eb.msg);
+    return g;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    struct eng_cpu_params cp = {.n_threads = 2};
+    assert_int_equal(eng_cpu_backend_new(&cp, &f->be), 0);
+    eng_gguf_t *g = fixture_file();
+    struct errbuf eb = {{0}};
     struct eng_model_params mp = {.be = f->be};
     int rc = eng_model_from_gguf(g, &mp, &f->m, &eb);
     if (rc < 0)
@@ -623,6 +635,85 @@ static void test_stories260k_greedy(void **state)
     eng_backend_free(be);
 }
 
+/* A CPU backend that stores weights the way device backends do (no weight_prepare: the
+ * engine allocates one ENG_BUF_WEIGHTS block and copies each weight into it). */
+static eng_backend_t *block_backend(struct eng_backend_ops *ops)
+{
+    eng_backend_t *be;
+    struct eng_cpu_params cp = {.n_threads = 2};
+    assert_int_equal(eng_cpu_backend_new(&cp, &be), 0);
+    *ops = *be->ops;
+    ops->weight_prepare = NULL;
+    ops->weight_release = NULL;
+    be->ops = ops;
+    return be;
+}
+
+static int fail_weight_buffer(eng_backend_t *be, size_t size, enum eng_buf_usage use,
+                              eng_buffer_t *buf)
+{
+    (void)be, (void)size, (void)buf;
+    return use == ENG_BUF_WEIGHTS ? ERR_DEVICE_NOMEM : ERR_INTERNAL;
+}
+
+static int fail_tensor_set(eng_backend_t *be, eng_tensor_t *dst, const void *src, size_t off,
+                           size_t n)
+{
+    (void)be, (void)dst, (void)src, (void)off, (void)n;
+    return ERR_GPU;
+}
+
+/* Every weight of a model lies in one backend block, at 256-aligned offsets, and the model
+ * computes exactly what the in-place (mmap) one does; a failed placement is refused with a
+ * message and leaks nothing (ASan). */
+static void test_weights_one_block(void **state)
+{
+    struct fx *f = *state;
+    struct eng_backend_ops ops;
+    eng_backend_t *be = block_backend(&ops);
+    struct eng_model_params mp = {.be = be};
+    struct errbuf eb = {{0}};
+    eng_model_t *m;
+    if (eng_model_from_gguf(fixture_file(), &mp, &m, &eb) < 0)
+        fail_msg("load: %s", eb.msg);
+    const eng_buffer_t *blk = m->weight_block;
+    assert_non_null(blk);
+    assert_int_equal(m->n_weights, 3 + 9 * 3);     // tok_embd, output_norm, output, 9 per layer
+    size_t used = 0;
+    for (size_t i = 0; i < m->n_weights; i++) {
+        const eng_tensor_t *w = m->weights[i];
+        const size_t off = (size_t)((const char *)w->data - (const char *)blk->base);
+        assert_ptr_equal(w->buf, blk);
+        assert_true(off % 256 == 0 && off + eng_tensor_nbytes(w) <= blk->size);
+        used += eng_tensor_nbytes(w);
+    }
+    assert_true(blk->size >= used && blk->size < used + 256 * m->n_weights);
+    assert_null(f->m->weight_block);                // the CPU backend uses the mmap in place
+    eng_ctx_t *a = new_ctx(f, 1, NP, 64, 0, ENG_KV_F32);
+    struct fx fb = {.be = be, .m = m, .V = f->V};
+    eng_ctx_t *b = new_ctx(&fb, 1, NP, 64, 0, ENG_KV_F32);
+    int32_t sa, sb;
+    assert_int_equal(eng_ctx_seq_new(a, &sa), 0);
+    assert_int_equal(eng_ctx_seq_new(b, &sb), 0);
+    float *la = run_chunks(f, a, sa, NP), *lb = run_chunks(&fb, b, sb, NP);
+    assert_memory_equal(la, lb, sizeof(float) * (size_t)NP * (size_t)f->V);
+    free(la);
+    free(lb);
+    eng_ctx_free(a);
+    eng_ctx_free(b);
+    eng_model_free(m);
+
+    ops.buffer_new = fail_weight_buffer;
+    assert_int_equal(eng_model_from_gguf(fixture_file(), &mp, &m, &eb), ERR_DEVICE_NOMEM);
+    assert_non_null(strstr(eb.msg, "cannot place the weights"));
+    ops = *f->be->ops;
+    ops.weight_prepare = NULL;
+    ops.weight_release = NULL;
+    ops.tensor_set = fail_tensor_set;
+    assert_int_equal(eng_model_from_gguf(fixture_file(), &mp, &m, &eb), ERR_GPU);
+    eng_backend_free(be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -633,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_kv_f16_close_to_f32),
         cmocka_unit_test(test_long_context_steps),
         cmocka_unit_test(test_rope_scale_must_be_finite),
+        cmocka_unit_test(test_weights_one_block),
     };
     const struct CMUnitTest sampler_tests[] = {
         cmocka_unit_test(test_sampler_greedy_and_seed),
