@@ -57,21 +57,6 @@ int err_set(struct errbuf *eb, int code, const char *fmt, ...)
     return code;
 }
 
-const char *err_escape(char *out, size_t cap, const char *s, size_t len)
-{
-    size_t o = 0, lim = cap - 4;
-    for (size_t i = 0; i < len && o < lim; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[o++] = (c < 0x20 || c == 0x7f || c == '\'') ? '?' : (char)c;
-    }
-    if (len > lim) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
-    return out;
-}
-
 int err_prefix(struct errbuf *eb, int code, const char *fmt, ...)
 {
     if (eb) {

@@ -49,11 +49,6 @@ struct errbuf {
 int err_set(struct errbuf *eb, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Copies untrusted text (a key or tensor name from a file) into out[cap] for an error
- * message: control bytes and quotes become '?', and a long text is cut with "...".
- * Returns out. cap >= 8. */
-const char *err_escape(char *out, size_t cap, const char *s, size_t len);
-
 /* Prefixes eb->msg with "<prefix>: " (for adding context on the way up). Returns code. */
 int err_prefix(struct errbuf *eb, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -1,14 +1,14 @@
 /* proto/models.c: builds the GET /v1/models response object. */
 #include "models.h"
 
-#include "text.h"
+#include "../common/text.h"
 
 #include <stdlib.h>
 
 /* A JSON string of s with invalid bytes replaced (model names come from model files). */
 static json_t *safe_string(const char *s)
 {
-    char *clean = proto_text_sanitize(s ? s : "");
+    char *clean = text_escape_dup(s ? s : "", TEXT_JSON);
     if (!clean)
         return NULL;
     json_t *j = json_string(clean);

@@ -1,7 +1,7 @@
 /* proto/status.c: ERR_* -> HTTP status, OpenAI error type/code, and the error body. */
 #include "status.h"
 
-#include "text.h"
+#include "../common/text.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -51,8 +51,8 @@ int proto_status_error_json(int err, const char *message, const char *param, cha
 {
     struct proto_status st;
     proto_status_for(err, &st);
-    char *msg = proto_text_sanitize(message ? message : err_str(err));
-    char *par = param ? proto_text_sanitize(param) : NULL;
+    char *msg = text_escape_dup(message ? message : err_str(err), TEXT_JSON);
+    char *par = param ? text_escape_dup(param, TEXT_JSON) : NULL;
     json_t *root = NULL;
     char *s = NULL;
     if (!msg || (param && !par))

@@ -3,7 +3,7 @@
  * SIGTERM/SIGINT, key reload on SIGHUP), the systemd watchdog, and the stop order. */
 #include "server.h"
 
-#include "../proto/text.h"
+#include "../common/text.h"
 #include "backend_select.h"
 #include "handle.h"
 #include "notify.h"
@@ -56,17 +56,7 @@ static bool path_needs_key(const char *path)
 /* A log-safe copy: printable ASCII kept, quote/backslash/other bytes as \xNN, truncated. */
 static void log_quote(char *dst, size_t cap, const char *src)
 {
-    size_t j = 0;
-    const unsigned char *p = (const unsigned char *)src;
-    for (; *p && j + 5 < cap; p++) {
-        if (*p >= 0x20 && *p < 0x7F && *p != '"' && *p != '\\')
-            dst[j++] = (char)*p;
-        else
-            j += (size_t)snprintf(dst + j, cap - j, "\\x%02x", *p);
-    }
-    if (*p && j >= 3)    // truncated: say so
-        memcpy(dst + j - 3, "...", 3);
-    dst[j] = '\0';
+    text_escape(dst, cap, src, strlen(src), TEXT_LOG);
 }
 
 static const char *method_label(const char *m)
@@ -261,7 +251,7 @@ static void on_loaded(uv_async_t *a)
     // the id goes into JSON (/ready, /v1/models) and is matched against URLs, and a model
     // file's name may hold any bytes: invalid UTF-8 and control characters become '?'
     // (one byte each, so the length stays), the same id everywhere
-    char *clean = proto_text_sanitize(s->model_id);
+    char *clean = text_escape_dup(s->model_id, TEXT_JSON);
     if (clean) {
         memcpy(s->model_id, clean, strlen(clean) + 1);
         free(clean);

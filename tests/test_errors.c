@@ -4,7 +4,7 @@
 #include "body.h"
 #include "models.h"
 #include "status.h"
-#include "text.h"
+#include "../common/text.h"
 
 #include <jansson.h>
 #include <setjmp.h>
@@ -150,12 +150,42 @@ static void test_utf8(void **state)
         {"\xff", 1, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        assert_int_equal(proto_text_utf8_len((const unsigned char *)cases[i].s, cases[i].n),
+        assert_int_equal(text_utf8_len((const unsigned char *)cases[i].s, cases[i].n),
                          cases[i].want);
-    assert_int_equal(proto_text_utf8_len((const unsigned char *)"", 0), 0);
-    char *c = proto_text_sanitize("ok\xe2\x82 \t");
+    assert_int_equal(text_utf8_len((const unsigned char *)"", 0), 0);
+    char *c = text_escape_dup("ok\xe2\x82 \t", TEXT_JSON);
     assert_string_equal(c, "ok?? ?");
     free(c);
+}
+
+/* The one escaper (common/text.h): its three styles, and cutting with "..." that never
+ * splits a UTF-8 sequence or a \xNN escape. */
+static void test_text_escape(void **state)
+{
+    (void)state;
+    char out[64];
+    const char *s = "a'b\x01\xe2\x82 \xc3\xa9\"\\";
+    const size_t n = strlen(s);
+    assert_string_equal(text_escape(out, sizeof out, s, n, TEXT_JSON), "a'b??? \xc3\xa9\"\\");
+    assert_string_equal(text_escape(out, sizeof out, s, n, TEXT_MESSAGE), "a?b??? \xc3\xa9\"\\");
+    assert_string_equal(text_escape(out, sizeof out, s, n, TEXT_LOG),
+                        "a'b\\x01\\xe2\\x82 \\xc3\\xa9\\x22\\x5c");
+    // fits exactly (10 bytes + NUL in 11); one byte less: cut to cap - 4 bytes + "..."
+    assert_string_equal(text_escape(out, 11, "abcdefghij", 10, TEXT_JSON), "abcdefghij");
+    assert_string_equal(text_escape(out, 10, "abcdefghij", 10, TEXT_JSON), "abcdef...");
+    assert_string_equal(text_escape(out, 7, "\xc3\xa9\xc3\xa9\xc3\xa9", 6, TEXT_JSON),
+                        "\xc3\xa9\xc3\xa9\xc3\xa9");
+    assert_string_equal(text_escape(out, 6, "\xc3\xa9\xc3\xa9\xc3\xa9", 6, TEXT_JSON),
+                        "\xc3\xa9...");
+    assert_string_equal(text_escape(out, 6, "a\xc3\xa9\xc3\xa9\xc3\xa9", 7, TEXT_JSON),
+                        "a...");     // the first 2-byte sequence would not fit whole
+    assert_string_equal(text_escape(out, 8, "\x01\x02\x03", 3, TEXT_LOG), "\\x01...");
+    assert_string_equal(text_escape(out, 4, "abcdef", 6, TEXT_JSON), "...");
+    // a NUL inside the bytes is a control byte, not the end
+    assert_string_equal(text_escape(out, sizeof out, "a\0b", 3, TEXT_MESSAGE), "a?b");
+    char *d = text_escape_dup("\x7f\xff ok", TEXT_LOG);
+    assert_string_equal(d, "\\x7f\\xff ok");
+    free(d);
 }
 
 static void test_content_type(void **state)
@@ -288,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_error_body_shape),
         cmocka_unit_test(test_error_body_hostile_text),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_text_escape),
         cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_body_json),
         cmocka_unit_test(test_body_depth),

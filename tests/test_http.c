@@ -1252,6 +1252,7 @@ static void test_connection_limit(void **state)
     if (raw_status(buf) != 503)
         fail_msg("a fifth connection with max-connections 4 got: %.200s", buf);
     assert_non_null(strstr(buf, "\"server_busy\""));
+    assert_non_null(strstr(buf, "Retry-After: 1\r\n"));     // proto/status.c's retry hint
     assert_true(closed || raw_wait_closed(extra, DEADLINE_S));
     close(extra);
     // freeing one slot lets new clients in again

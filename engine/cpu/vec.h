@@ -1,7 +1,9 @@
 /* engine/cpu/vec.h: element-wise vector kernels of the CPU backend (SIMD per ISA level).
- * Owns: struct eng_cpu_vec (a table filled once per backend for the chosen level) and a
- * vectorized expf (Cephes polynomial, ~1 ulp) the element-wise ops and softmax use.
- * The scalar versions in vec.c are the reference the SIMD ones are tested against. */
+ * Owns: struct eng_cpu_vec (a table filled once per backend for the chosen level). The
+ * SIMD exp those kernels use (a Cephes-style polynomial) is private to each level's file
+ * (exp8 in vec_avx2.c, exp16 in vec_avx512.c); this header declares none.
+ * The scalar versions in vec.c (libm expf) are the reference the SIMD ones are tested
+ * against. */
 #ifndef ORTHOD_ENGINE_CPU_VEC_H
 #define ORTHOD_ENGINE_CPU_VEC_H
 

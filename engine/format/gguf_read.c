@@ -5,6 +5,8 @@
  * rejected (ERR_UNSUPPORTED), as llama.cpp's gguf reader rejects them. */
 #include "gguf_impl.h"
 
+#include "../../common/text.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -19,7 +21,7 @@
 #define ESC_MAX 96
 static const char *esc(char out[ESC_MAX], const char *s, size_t len)
 {
-    return err_escape(out, ESC_MAX, s, len);
+    return text_escape(out, ESC_MAX, s, len, TEXT_MESSAGE);
 }
 
 static bool t_before(const eng_gguf_t *g, size_t a, size_t b)

@@ -11,6 +11,8 @@
  * (SentencePiece-style scores derived from merge ranks; Q/K not permuted). */
 #include "hf.h"
 
+#include "../../common/text.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -33,7 +35,7 @@
 #define ESC_MAX 80
 static const char *esc(char out[ESC_MAX], const char *s)
 {
-    return err_escape(out, ESC_MAX, s, strlen(s));
+    return text_escape(out, ESC_MAX, s, strlen(s), TEXT_MESSAGE);
 }
 
 /* ---------------------------------------------------------------------------------- */
