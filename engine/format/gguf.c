@@ -9,6 +9,8 @@
  * just copies encodings. */
 #include "gguf_impl.h"
 
+#include "../../common/hash.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,17 +37,6 @@ int eng__gguf_type_size(uint32_t t)
     }
 }
 
-
-static uint64_t fnv1a(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* ---------------------------------------------------------------------------------- */
 /* name indexes */
 
@@ -67,7 +58,7 @@ int64_t eng__gguf_index_find(const struct gguf_index *ix, const eng_gguf_t *g, n
     if (ix->cap == 0)
         return -1;
     size_t mask = ix->cap - 1;
-    for (size_t h = (size_t)fnv1a(s, len) & mask;; h = (h + 1) & mask) {
+    for (size_t h = (size_t)hash_fnv1a(s, len) & mask;; h = (h + 1) & mask) {
         size_t v = ix->slot[h];
         if (v == 0)
             return -1;
@@ -81,7 +72,7 @@ int64_t eng__gguf_index_find(const struct gguf_index *ix, const eng_gguf_t *g, n
 void eng__gguf_index_put(struct gguf_index *ix, const char *s, size_t len, size_t i)
 {
     size_t mask = ix->cap - 1;
-    size_t h = (size_t)fnv1a(s, len) & mask;
+    size_t h = (size_t)hash_fnv1a(s, len) & mask;
     while (ix->slot[h])
         h = (h + 1) & mask;
     ix->slot[h] = i + 1;

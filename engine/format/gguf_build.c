@@ -3,6 +3,8 @@
  * form and run it through the reader's validating parser, tensors are borrowed. */
 #include "gguf_impl.h"
 
+#include "../../common/grow.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,18 +48,8 @@ static int kv_put(eng_gguf_t *g, char *buf, size_t key_len, uint32_t type, size_
         eng__gguf_kv_clear(&g->kv[old]);
         g->kv[old] = nkv;
     } else {
-        if (g->n_kv == g->cap_kv) {
-            size_t cap = g->cap_kv ? g->cap_kv * 2 : 16;
-            struct gguf_kv *kv = realloc(g->kv, cap * sizeof *kv);
-            if (!kv) {
-                eng__gguf_kv_clear(&nkv);
-                return ERR_NOMEM;
-            }
-            memset(kv + g->cap_kv, 0, (cap - g->cap_kv) * sizeof *kv);
-            g->kv = kv;
-            g->cap_kv = cap;
-        }
-        if ((rc = eng__gguf_index_reserve(&g->kv_index, g, eng__gguf_kv_name, g->n_kv,
+        if ((rc = grow(&g->kv, &g->cap_kv, g->n_kv + 1, sizeof *g->kv, 16, 0)) < 0 ||
+            (rc = eng__gguf_index_reserve(&g->kv_index, g, eng__gguf_kv_name, g->n_kv,
                                           g->n_kv + 1)) < 0) {
             eng__gguf_kv_clear(&nkv);
             return rc;
@@ -247,16 +239,9 @@ int eng_gguf_add_tensor(eng_gguf_t *g, const char *name, enum eng_dtype dtype, i
         return ERR_INVAL;
     if (eng_gguf_find_tensor(g, name) >= 0)
         return ERR_INVAL;
-    if (g->n_t == g->cap_t) {
-        size_t cap = g->cap_t ? g->cap_t * 2 : 16;
-        struct gguf_tensor **tp = realloc(g->t, cap * sizeof *tp);
-        if (!tp)
-            return ERR_NOMEM;
-        g->t = tp;
-        g->cap_t = cap;
-    }
-    int rc = eng__gguf_index_reserve(&g->t_index, g, eng__gguf_t_name, g->n_t, g->n_t + 1);
-    if (rc < 0)
+    int rc = grow(&g->t, &g->cap_t, g->n_t + 1, sizeof *g->t, 16, 0);
+    if (rc < 0 ||
+        (rc = eng__gguf_index_reserve(&g->t_index, g, eng__gguf_t_name, g->n_t, g->n_t + 1)) < 0)
         return rc;
     struct gguf_tensor *t = calloc(1, sizeof *t);
     if (!t)
@@ -280,14 +265,9 @@ int eng_gguf_hold(eng_gguf_t *g, void *res, void (*release)(void *res))
 {
     if (!g)
         return ERR_INVAL;
-    if (g->n_hold == g->cap_hold) {
-        size_t cap = g->cap_hold ? g->cap_hold * 2 : 8;
-        struct gguf_hold *h = realloc(g->hold, cap * sizeof *h);
-        if (!h)
-            return ERR_NOMEM;
-        g->hold = h;
-        g->cap_hold = cap;
-    }
+    int rc = grow(&g->hold, &g->cap_hold, g->n_hold + 1, sizeof *g->hold, 8, 0);
+    if (rc < 0)
+        return rc;
     g->hold[g->n_hold].res = res;
     g->hold[g->n_hold].release = release;
     g->n_hold++;

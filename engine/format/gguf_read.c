@@ -319,15 +319,20 @@ static int parse_file(eng_gguf_t *g, struct errbuf *eb)
     return 0;
 }
 
-int eng_gguf_open_mem(const void *data, size_t size, eng_gguf_t **out, struct errbuf *eb)
+/* A read object over the bytes [data, data + size); mapped: munmap them in eng_gguf_free
+ * (also when this fails). */
+static int open_image(const void *data, size_t size, bool mapped, eng_gguf_t **out,
+                      struct errbuf *eb)
 {
-    if (!out || (!data && size))
-        return err_set(eb, ERR_INVAL, "eng_gguf_open_mem: NULL argument");
     eng_gguf_t *g;
-    if (eng__gguf_alloc(&g) < 0)
+    if (eng__gguf_alloc(&g) < 0) {
+        if (mapped)
+            munmap((void *)data, size);
         return err_set(eb, ERR_NOMEM, "no memory for a GGUF object");
+    }
     g->base = data;
     g->size = size;
+    g->mapped = mapped;
     int rc = parse_file(g, eb);
     if (rc < 0) {
         eng_gguf_free(g);
@@ -335,6 +340,13 @@ int eng_gguf_open_mem(const void *data, size_t size, eng_gguf_t **out, struct er
     }
     *out = g;
     return 0;
+}
+
+int eng_gguf_open_mem(const void *data, size_t size, eng_gguf_t **out, struct errbuf *eb)
+{
+    if (!out || (!data && size))
+        return err_set(eb, ERR_INVAL, "eng_gguf_open_mem: NULL argument");
+    return open_image(data, size, false, out, eb);
 }
 
 int eng_gguf_open(const char *path, eng_gguf_t **out, struct errbuf *eb)
@@ -371,19 +383,5 @@ int eng_gguf_open(const char *path, eng_gguf_t **out, struct errbuf *eb)
     if (m == MAP_FAILED)
         return err_set(eb, e == ENOMEM ? ERR_NOMEM : ERR_IO, "cannot mmap %zu bytes: %s", size,
                        strerror(e));
-    eng_gguf_t *g;
-    if (eng__gguf_alloc(&g) < 0) {
-        munmap(m, size);
-        return err_set(eb, ERR_NOMEM, "no memory for a GGUF object");
-    }
-    g->base = m;
-    g->size = size;
-    g->mapped = true;
-    int rc = parse_file(g, eb);
-    if (rc < 0) {
-        eng_gguf_free(g);
-        return rc;
-    }
-    *out = g;
-    return 0;
+    return open_image(m, size, true, out, eb);
 }

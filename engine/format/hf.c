@@ -11,6 +11,7 @@
  * (SentencePiece-style scores derived from merge ranks; Q/K not permuted). */
 #include "hf.h"
 
+#include "../../common/hash.h"
 #include "../../common/text.h"
 
 #include <errno.h>
@@ -708,15 +709,6 @@ struct tok_map {
     const size_t *len;
 };
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
 
 static int tok_map_build(struct tok_map *m, const char **text, const size_t *len, uint32_t n)
 {
@@ -729,7 +721,7 @@ static int tok_map_build(struct tok_map *m, const char **text, const size_t *len
     m->text = text;
     m->len = len;
     for (uint32_t i = 0; i < n; i++) {
-        size_t hsh = (size_t)fnv1a(text[i], len[i]) & (m->cap - 1);
+        size_t hsh = (size_t)hash_fnv1a(text[i], len[i]) & (m->cap - 1);
         bool dup = false;
         while (m->slot[hsh]) {
             int32_t j = m->slot[hsh] - 1;
@@ -747,7 +739,7 @@ static int tok_map_build(struct tok_map *m, const char **text, const size_t *len
 
 static int32_t tok_map_find(const struct tok_map *m, const char *s, size_t n)
 {
-    for (size_t hsh = (size_t)fnv1a(s, n) & (m->cap - 1);; hsh = (hsh + 1) & (m->cap - 1)) {
+    for (size_t hsh = (size_t)hash_fnv1a(s, n) & (m->cap - 1);; hsh = (hsh + 1) & (m->cap - 1)) {
         int32_t v = m->slot[hsh];
         if (!v)
             return -1;

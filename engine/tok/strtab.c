@@ -1,25 +1,21 @@
-/* engine/tok/strtab.c: FNV-1a hashing and the open-addressing string index behind
+/* engine/tok/strtab.c: hashing (common/hash.h) and the open-addressing string index behind
  * engine/tok/strtab.h (token texts and BPE merges of a vocabulary). */
 #include "strtab.h"
 
 #include "../../common/err.h"
+#include "../../common/hash.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 uint64_t eng__hash_more(uint64_t h, const void *s, size_t n)
 {
-    const uint8_t *p = s;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;      // FNV-1a
-    }
-    return h;
+    return hash_fnv1a_more(h, s, n);
 }
 
 uint64_t eng__hash(const void *s, size_t n)
 {
-    return eng__hash_more(0xcbf29ce484222325ull, s, n);
+    return hash_fnv1a(s, n);
 }
 
 static uint32_t slot_of(uint64_t h, uint32_t mask)

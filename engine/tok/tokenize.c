@@ -5,6 +5,8 @@
 #include "encoders.h"
 #include "vocab.h"
 
+#include "../../common/grow.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,14 +22,9 @@ struct frags {
 
 static int frags_push(struct frags *f, struct frag x)
 {
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 16;
-        struct frag *p = realloc(f->p, cap * sizeof *p);
-        if (!p)
-            return ERR_NOMEM;
-        f->p = p;
-        f->cap = cap;
-    }
+    int rc = grow(&f->p, &f->cap, f->n + 1, sizeof *f->p, 16, 0);
+    if (rc < 0)
+        return rc;
     f->p[f->n++] = x;
     return 0;
 }

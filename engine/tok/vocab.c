@@ -8,6 +8,8 @@
 #include "unicode.h"
 #include "vocab.h"
 
+#include "../../common/grow.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -46,18 +48,9 @@ int32_t eng__vocab_merge_rank(const eng_vocab_t *v, const char *l, size_t ln, co
 
 int eng__ids_push(struct eng__ids *ids, int32_t id)
 {
-    if (ids->n == ids->cap) {
-        if (ids->n >= ids->limit)
-            return ERR_TOOLARGE;
-        size_t cap = ids->cap ? ids->cap * 2 : 64;
-        if (cap > ids->limit)
-            cap = ids->limit;
-        int32_t *p = realloc(ids->p, cap * sizeof *p);
-        if (!p)
-            return ERR_NOMEM;
-        ids->p = p;
-        ids->cap = cap;
-    }
+    int rc = grow(&ids->p, &ids->cap, ids->n + 1, sizeof *ids->p, 64, ids->limit);
+    if (rc < 0)
+        return rc;
     ids->p[ids->n++] = id;
     return 0;
 }
