@@ -297,28 +297,49 @@ void opt_print_help(FILE *f, const struct opt_def *defs, size_t n)
     }
 }
 
-bool opt_argv_wants_help(int argc, char *const *argv)
+void opt_cmd_usage(const struct opt_cmd *c, FILE *f)
 {
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            return false;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+    fprintf(f, "%s\n\n", c->usage);
+    opt_print_help(f, c->defs, c->n);
+}
+
+bool opt_cmd_help(const struct opt_cmd *c, int argc, char **argv)
+{
+    for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            opt_cmd_usage(c, stdout);
             return true;
+        }
     }
     return false;
 }
 
-int opt_parse_command(const char *cmd, const struct opt_def *defs, size_t n, void *target,
-                      int argc, char **argv, void (*usage)(FILE *f), int *npos)
+int opt_cmd_parse(const struct opt_cmd *c, void *target, int argc, char **argv)
 {
-    if (opt_argv_wants_help(argc, argv)) {
-        usage(stdout);
+    if (opt_cmd_help(c, argc, argv))
         return 0;
-    }
     struct errbuf eb = {{0}};
-    if (opt_defaults(defs, n, target, &eb) < 0 ||
-        opt_parse_argv(defs, n, target, argc, argv, npos, NULL, &eb) < 0) {
-        fprintf(stderr, "orthod %s: %s\n", cmd, eb.msg);
+    int npos = 0;
+    if (opt_defaults(c->defs, c->n, target, &eb) < 0 ||
+        opt_parse_argv(c->defs, c->n, target, argc, argv, &npos, NULL, &eb) < 0) {
+        fprintf(stderr, "orthod %s: %s\n", c->name, eb.msg);
+        return 2;
+    }
+    const int want = c->arg ? 1 : 0;
+    if (npos > want) {
+        fprintf(stderr, "orthod %s: unexpected argument '%.200s'%s%s\n", c->name, argv[want],
+                c->extra_hint ? " " : "", c->extra_hint ? c->extra_hint : "");
+        return 2;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        const struct opt_def *d = &c->defs[i];
+        if ((d->flags & OPT_F_REQUIRED) && d->type == OPT_STRING && !*FIELD(target, d, char *)) {
+            fprintf(stderr, "orthod %s: --%s is required (see --help)\n", c->name, d->name);
+            return 2;
+        }
+    }
+    if (npos < want) {
+        fprintf(stderr, "orthod %s: %s is required (see --help)\n", c->name, c->arg);
         return 2;
     }
     return -1;

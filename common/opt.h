@@ -27,6 +27,7 @@ enum opt_type {
 enum {
     OPT_F_CONFIG = 1u << 0,   /* may appear in the config file */
     OPT_F_SECRET = 1u << 1,   /* printed as "(set)" by opt_format */
+    OPT_F_REQUIRED = 1u << 2, /* OPT_STRING a command needs (opt_cmd_parse) */
 };
 
 struct opt_def {
@@ -62,15 +63,24 @@ int opt_parse_argv(const struct opt_def *defs, size_t n, void *target, int argc,
 void opt_format(const struct opt_def *d, const void *target, char *buf, size_t cap);
 /* Writes "  --name METAVAR   help (default: x)" lines. */
 void opt_print_help(FILE *f, const struct opt_def *defs, size_t n);
-/* True when argv[0..argc) asks for help (--help or -h before any `--`): a command prints
- * its usage and exits 0 before parsing anything else. */
-bool opt_argv_wants_help(int argc, char *const *argv);
-/* The flag handling of an `orthod CMD` subcommand: with --help or -h, prints usage to
- * stdout and returns 0; else sets target to the defaults, then parses argv into it
- * (positional arguments move to argv[0..*npos)); on a bad flag prints
- * "orthod CMD: <what is wrong>" to stderr and returns 2. Returns -1 when the command
+/* --- `orthod CMD` subcommands: every one parses its command line through these --- */
+struct opt_cmd {
+    const char *name;         /* "tokenize": messages read "orthod tokenize: ..." */
+    const char *usage;        /* --help prints this, a blank line, then the flags */
+    const struct opt_def *defs;
+    size_t n;
+    const char *arg;          /* the one positional argument ("TEXT"), or NULL for none */
+    const char *extra_hint;   /* said after "unexpected argument 'x'", e.g. "(use --prompt TEXT)" */
+};
+void opt_cmd_usage(const struct opt_cmd *c, FILE *f);
+/* With --help or -h before any `--`: prints the usage to stdout and returns true (the
+ * command exits 0 before parsing anything else). */
+bool opt_cmd_help(const struct opt_cmd *c, int argc, char **argv);
+/* The whole command line: --help as opt_cmd_help (returns 0); else the defaults, then the
+ * flags into target, then the positional argument c->arg (left in argv[0]). A bad flag, a
+ * missing OPT_F_REQUIRED flag or positional argument, or an extra one prints
+ * "orthod NAME: <what is wrong>" to stderr and returns 2. Returns -1 when the command
  * should go on. Release target with opt_free whatever the result. */
-int opt_parse_command(const char *cmd, const struct opt_def *defs, size_t n, void *target,
-                      int argc, char **argv, void (*usage)(FILE *f), int *npos);
+int opt_cmd_parse(const struct opt_cmd *c, void *target, int argc, char **argv);
 
 #endif

@@ -378,27 +378,29 @@ void srv_config_print(const struct srv_config *c, FILE *f)
 
 /* --- `orthod config` --------------------------------------------------------------------- */
 
-static void config_usage(FILE *f)
+int srv_config_from_cmd(const struct opt_cmd *cmd, struct srv_config *c, int argc, char **argv)
 {
-    fprintf(f, "usage: orthod config [--config FILE] [flags]\n"
-               "Prints the effective configuration (defaults, then FILE, then flags) as an INI "
-               "file.\n\n");
-    opt_print_help(f, config_defs, N_DEFS);
+    if (opt_cmd_help(cmd, argc, argv))
+        return 0;
+    struct errbuf eb = {{0}};
+    int rc = srv_config_from_args(c, argc, argv, &eb);
+    if (rc < 0) {
+        fprintf(stderr, "orthod %s: %s\n", cmd->name, eb.msg[0] ? eb.msg : err_str(rc));
+        return 2;
+    }
+    return -1;
 }
 
 int cmd_config(int argc, char **argv)
 {
-    if (opt_argv_wants_help(argc, argv)) {
-        config_usage(stdout);
-        return 0;
-    }
+    static const struct opt_cmd cmd = {
+        "config", "usage: orthod config [--config FILE] [flags]\nPrints the effective "
+        "configuration (defaults, then FILE, then flags) as an INI file.",
+        config_defs, N_DEFS, NULL, NULL};
     struct srv_config c;
-    struct errbuf eb = {{0}};
-    int rc = srv_config_from_args(&c, argc, argv, &eb);
-    if (rc < 0) {
-        fprintf(stderr, "orthod config: %s\n", eb.msg[0] ? eb.msg : err_str(rc));
-        return 2;
-    }
+    int st = srv_config_from_cmd(&cmd, &c, argc, argv);
+    if (st >= 0)
+        return st;
     srv_config_print(&c, stdout);
     srv_config_free(&c);
     return 0;

@@ -62,6 +62,10 @@ int srv_config_load_string(struct srv_config *c, const char *text, size_t len, c
  * non-option argument is an error. On failure c holds nothing (no need to free) and eb
  * names the flag or file:line. Returns 0 or a negative ERR_*. */
 int srv_config_from_args(struct srv_config *c, int argc, char **argv, struct errbuf *eb);
+/* The command line of `orthod serve` / `orthod config`: --help prints cmd's usage and
+ * returns 0; else srv_config_from_args, where a failure prints "orthod NAME: <what>" to
+ * stderr and returns 2 (c holds nothing then). -1: c is loaded, the command goes on. */
+int srv_config_from_cmd(const struct opt_cmd *cmd, struct srv_config *c, int argc, char **argv);
 
 /* Cross-field checks after loading (device syntax, ...). Returns 0 or ERR_INVAL. */
 int srv_config_check(const struct srv_config *c, struct errbuf *eb);

@@ -10,30 +10,17 @@
 #include <stdio.h>
 #include <string.h>
 
-static void serve_usage(FILE *f)
-{
-    size_t n;
-    const struct opt_def *defs = srv_config_defs(&n);
-    fprintf(f, "usage: orthod serve --model PATH [--host 127.0.0.1] [--port 8080] [--config FILE] "
-               "[flags]\n"
-               "Serves the model over an OpenAI-compatible HTTP API. SIGTERM/SIGINT drain and "
-               "exit 0; SIGHUP reloads the API keys.\n\n");
-    opt_print_help(f, defs, n);
-}
-
 int cmd_serve(int argc, char **argv)
 {
-    if (opt_argv_wants_help(argc, argv)) {
-        serve_usage(stdout);
-        return 0;
-    }
+    struct opt_cmd cmd = {
+        "serve", "usage: orthod serve --model PATH [--host 127.0.0.1] [--port 8080] "
+        "[--config FILE] [flags]\nServes the model over an OpenAI-compatible HTTP API. "
+        "SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the API keys.", NULL, 0, NULL, NULL};
+    cmd.defs = srv_config_defs(&cmd.n);
     struct srv_config cfg;
-    struct errbuf eb = {{0}};
-    int rc = srv_config_from_args(&cfg, argc, argv, &eb);
-    if (rc < 0) {
-        fprintf(stderr, "orthod serve: %s\n", eb.msg[0] ? eb.msg : err_str(rc));
-        return 2;
-    }
+    int st = srv_config_from_cmd(&cmd, &cfg, argc, argv);
+    if (st >= 0)
+        return st;
     if (!cfg.model) {
         fprintf(stderr, "orthod serve: --model is required (a GGUF file, e.g. "
                         "../shared/models/stories260K.gguf)\n");
@@ -47,7 +34,8 @@ int cmd_serve(int argc, char **argv)
     // a client that disconnects mid-write must not kill the daemon
     signal(SIGPIPE, SIG_IGN);
     struct srv *s = NULL;
-    rc = srv_new(&cfg, &log, &s, &eb);
+    struct errbuf eb = {{0}};
+    int rc = srv_new(&cfg, &log, &s, &eb);
     if (rc < 0) {
         log_error(&log, "msg=\"cannot start\" error=%s detail=\"%s\"", err_name(rc),
                   eb.msg[0] ? eb.msg : err_str(rc));

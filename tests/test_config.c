@@ -31,6 +31,50 @@ static void write_temp(char *path, size_t cap, const char *text)
     close(fd);
 }
 
+/* opt_cmd_parse, the command line of every `orthod CMD`: help, bad and missing flags, the
+ * positional argument (too few, too many), and success leaving it in argv[0]. */
+struct cmd_opts {
+    char *model;
+    int n;
+};
+
+static int run_cmd(const struct opt_cmd *c, struct cmd_opts *o, char **argv, size_t argc)
+{
+    memset(o, 0, sizeof *o);
+    return opt_cmd_parse(c, o, (int)argc, argv);
+}
+#define RUN(c, ...) \
+    run_cmd(c, &o, (char *[]){__VA_ARGS__}, sizeof((char *[]){__VA_ARGS__}) / sizeof(char *))
+
+static void test_opt_cmd_parse(void **state)
+{
+    (void)state;
+    static const struct opt_def defs[] = {
+        {"model", OPT_STRING, offsetof(struct cmd_opts, model), NULL, 1, 0, NULL, OPT_F_REQUIRED,
+         "PATH", "model"},
+        {"n", OPT_INT, offsetof(struct cmd_opts, n), "3", 0, 9, NULL, 0, "N", "count"},
+    };
+    const struct opt_cmd c = {"t", "usage: orthod t --model PATH TEXT", defs, 2, "TEXT", NULL};
+    struct cmd_opts o;
+    assert_int_equal(RUN(&c, "--model", "--help"), 0);
+    assert_int_equal(RUN(&c, "--model", "m", "--bogus"), 2);
+    assert_int_equal(RUN(&c, "text"), 2);                    // --model missing
+    assert_int_equal(RUN(&c, "--model", "m"), 2);             // TEXT missing
+    assert_int_equal(RUN(&c, "--model", "m", "a", "b"), 2);   // one TEXT too many
+    assert_int_equal(RUN(&c, "--model", "m", "--n", "10"), 2); // out of range
+    char *argv[] = {"--n", "7", "hello", "--model", "m"};
+    memset(&o, 0, sizeof o);
+    assert_int_equal(opt_cmd_parse(&c, &o, 5, argv), -1);
+    assert_string_equal(argv[0], "hello");
+    assert_string_equal(o.model, "m");
+    assert_int_equal(o.n, 7);
+    opt_free(defs, 2, &o);
+    const struct opt_cmd none = {"u", "usage: orthod u", defs + 1, 1, NULL, NULL};
+    assert_int_equal(RUN(&none, "x"), 2);                      // no positional
+    assert_int_equal(run_cmd(&none, &o, NULL, 0), -1);
+    assert_int_equal(o.n, 3);
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -354,6 +398,7 @@ static void test_opt_values_stay_finite(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_opt_cmd_parse),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_file_values),
         cmocka_unit_test(test_file_errors),

@@ -251,35 +251,31 @@ out:
     return status;
 }
 
-static void usage(FILE *f)
+static const struct opt_cmd bench_cmd = {
+    "bench", "usage: orthod bench (--model PATH | --random-model SHAPE --dtype TYPE) [options]",
+    bench_defs, N_DEFS, NULL, NULL};
+
+/* The checks between flags: a message for the first that fails, or NULL. */
+static const char *bench_opts_error(const struct bench_opts *o)
 {
-    fprintf(f, "usage: orthod bench (--model PATH | --random-model SHAPE --dtype TYPE) "
-               "[options]\n\n");
-    opt_print_help(f, bench_defs, N_DEFS);
+    if (!o->model == !o->random_model)
+        return "give exactly one of --model and --random-model";
+    if (o->prompt_tokens == 0 && o->gen_tokens == 0)
+        return "--prompt-tokens and --gen-tokens are both 0: nothing to do";
+    return NULL;
 }
 
 int cmd_bench(int argc, char **argv)
 {
     struct bench_opts o = {0};
-    int npos = 0, status = opt_parse_command("bench", bench_defs, N_DEFS, &o, argc, argv,
-                                             usage, &npos);
-    if (status >= 0)
-        goto done;
-    status = 2;
-    if (npos > 0) {
-        fprintf(stderr, "orthod bench: unexpected argument '%s'\n", argv[0]);
-        goto done;
+    int status = opt_cmd_parse(&bench_cmd, &o, argc, argv);
+    const char *err = status < 0 ? bench_opts_error(&o) : NULL;
+    if (err) {
+        fprintf(stderr, "orthod bench: %s\n", err);
+        status = 2;
+    } else if (status < 0) {
+        status = run(&o);
     }
-    if (!o.model == !o.random_model) {
-        fprintf(stderr, "orthod bench: give exactly one of --model and --random-model\n");
-        goto done;
-    }
-    if (o.prompt_tokens == 0 && o.gen_tokens == 0) {
-        fprintf(stderr, "orthod bench: --prompt-tokens and --gen-tokens are both 0: nothing to do\n");
-        goto done;
-    }
-    status = run(&o);
-done:
     opt_free(bench_defs, N_DEFS, &o);
     return status;
 }

@@ -22,8 +22,10 @@ struct gen_opts {
 
 #define O(f) offsetof(struct gen_opts, f)
 static const struct opt_def gen_defs[] = {
-    {"model", OPT_STRING, O(model), NULL, 1, 0, NULL, 0, "PATH", "GGUF file or Hugging Face folder"},
-    {"prompt", OPT_STRING, O(prompt), NULL, 1, 0, NULL, 0, "TEXT", "the prompt to complete"},
+    {"model", OPT_STRING, O(model), NULL, 1, 0, NULL, OPT_F_REQUIRED, "PATH",
+     "GGUF file or Hugging Face folder"},
+    {"prompt", OPT_STRING, O(prompt), NULL, 1, 0, NULL, OPT_F_REQUIRED, "TEXT",
+     "the prompt to complete"},
     {"max-tokens", OPT_INT, O(max_tokens), "128", 0, 1 << 20, NULL, 0, "N", "tokens to generate"},
     {"temperature", OPT_DOUBLE, O(temperature), "0.8", 0, 100, NULL, 0, "T", "0 = greedy"},
     {"top-k", OPT_INT, O(top_k), "40", 0, 1 << 24, NULL, 0, "K", "0 = off"},
@@ -51,12 +53,11 @@ static const struct opt_def gen_defs[] = {
 #undef O
 #define N_DEFS (sizeof gen_defs / sizeof gen_defs[0])
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: orthod generate --model PATH --prompt TEXT [options]\n"
-               "Prints the completion of TEXT to stdout; statistics go to stderr.\n\n");
-    opt_print_help(f, gen_defs, N_DEFS);
-}
+static const struct opt_cmd gen_cmd = {
+    "generate",
+    "usage: orthod generate --model PATH --prompt TEXT [options]\n"
+    "Prints the completion of TEXT to stdout; statistics go to stderr.",
+    gen_defs, N_DEFS, NULL, "(use --prompt TEXT)"};
 
 /* Bytes eng_detok_push may need for any one token of v: 3 * (longest piece + 3)
  * (engine/tok/tokenizer.h). Pieces can be long (GPT-2 has a 128-byte one), so a fixed buffer
@@ -276,22 +277,9 @@ out:
 int cmd_generate(int argc, char **argv)
 {
     struct gen_opts o = {0};
-    int npos = 0, status = opt_parse_command("generate", gen_defs, N_DEFS, &o, argc, argv,
-                                             usage, &npos);
-    if (status >= 0)
-        goto done;
-    status = 2;
-    if (npos > 0) {
-        fprintf(stderr, "orthod generate: unexpected argument '%s' (use --prompt TEXT)\n", argv[0]);
-        goto done;
-    }
-    if (!o.model || !o.prompt) {
-        fprintf(stderr, "orthod generate: %s is required (see --help)\n",
-                !o.model ? "--model" : "--prompt");
-        goto done;
-    }
-    status = run(&o);
-done:
+    int status = opt_cmd_parse(&gen_cmd, &o, argc, argv);
+    if (status < 0)
+        status = run(&o);
     opt_free(gen_defs, N_DEFS, &o);
     return status;
 }

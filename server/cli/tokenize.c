@@ -23,7 +23,7 @@ struct tok_opts {
 
 #define O(f) offsetof(struct tok_opts, f)
 static const struct opt_def tok_defs[] = {
-    {"model", OPT_STRING, O(model), NULL, 1, 0, NULL, 0, "PATH",
+    {"model", OPT_STRING, O(model), NULL, 1, 0, NULL, OPT_F_REQUIRED, "PATH",
      "GGUF file or Hugging Face folder (only its tokenizer is read)"},
     {"no-bos", OPT_BOOL, O(no_bos), NULL, 1, 0, NULL, 0, NULL,
      "do not add the BOS/EOS tokens the vocabulary asks for"},
@@ -35,12 +35,11 @@ static const struct opt_def tok_defs[] = {
 #undef O
 #define N_DEFS (sizeof tok_defs / sizeof tok_defs[0])
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: orthod tokenize --model PATH [--no-bos] [--special] [--json-pieces] TEXT\n"
-               "Prints the token ids of TEXT as a JSON array on one line.\n\n");
-    opt_print_help(f, tok_defs, N_DEFS);
-}
+static const struct opt_cmd tok_cmd = {
+    "tokenize",
+    "usage: orthod tokenize --model PATH [--no-bos] [--special] [--json-pieces] TEXT\n"
+    "Prints the token ids of TEXT as a JSON array on one line.",
+    tok_defs, N_DEFS, "TEXT", "(give TEXT as one quoted argument)"};
 
 static bool valid_utf8(const char *s, size_t n)
 {
@@ -155,25 +154,9 @@ out:
 int cmd_tokenize(int argc, char **argv)
 {
     struct tok_opts o = {0};
-    int npos = 0, status = opt_parse_command("tokenize", tok_defs, N_DEFS, &o, argc, argv,
-                                             usage, &npos);
-    if (status >= 0)
-        goto done;
-    status = 2;
-    if (!o.model) {
-        fprintf(stderr, "orthod tokenize: --model is required (see --help)\n");
-        goto done;
-    }
-    if (npos != 1) {
-        if (npos == 0)
-            fprintf(stderr, "orthod tokenize: TEXT is required (see --help)\n");
-        else
-            fprintf(stderr, "orthod tokenize: unexpected argument '%s' (give TEXT as one "
-                            "quoted argument)\n", argv[1]);
-        goto done;
-    }
-    status = run(&o, argv[0]);
-done:
+    int status = opt_cmd_parse(&tok_cmd, &o, argc, argv);
+    if (status < 0)
+        status = run(&o, argv[0]);
     opt_free(tok_defs, N_DEFS, &o);
     return status;
 }
