@@ -38,10 +38,13 @@ struct cmd_opts {
     int n;
 };
 
+/* Parses and releases the strings again (ints stay for the caller to look at). */
 static int run_cmd(const struct opt_cmd *c, struct cmd_opts *o, char **argv, size_t argc)
 {
     memset(o, 0, sizeof *o);
-    return opt_cmd_parse(c, o, (int)argc, argv);
+    int rc = opt_cmd_parse(c, o, (int)argc, argv);
+    opt_free(c->defs, c->n, o);
+    return rc;
 }
 #define RUN(c, ...) \
     run_cmd(c, &o, (char *[]){__VA_ARGS__}, sizeof((char *[]){__VA_ARGS__}) / sizeof(char *))

@@ -22,8 +22,8 @@ struct frags {
 
 static int frags_push(struct frags *f, struct frag x)
 {
-    int rc = grow(&f->p, &f->cap, f->n + 1, sizeof *f->p, 16, 0);
-    if (rc < 0)
+    int rc;
+    if (f->n == f->cap && (rc = grow(&f->p, &f->cap, f->n + 1, sizeof *f->p, 16, 0)) < 0)
         return rc;
     f->p[f->n++] = x;
     return 0;

@@ -48,8 +48,9 @@ int32_t eng__vocab_merge_rank(const eng_vocab_t *v, const char *l, size_t ln, co
 
 int eng__ids_push(struct eng__ids *ids, int32_t id)
 {
-    int rc = grow(&ids->p, &ids->cap, ids->n + 1, sizeof *ids->p, 64, ids->limit);
-    if (rc < 0)
+    int rc;
+    if (ids->n == ids->cap &&
+        (rc = grow(&ids->p, &ids->cap, ids->n + 1, sizeof *ids->p, 64, ids->limit)) < 0)
         return rc;
     ids->p[ids->n++] = id;
     return 0;
