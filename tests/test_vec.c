@@ -1,6 +1,6 @@
 /* tests/test_vec.c: the CPU backend's SIMD element-wise kernels against the scalar ones,
  * for every level this CPU can run, on random data with ragged lengths. */
-#include "../engine/cpu/vec.h"
+#include "../engine/cpu/kernels.h"
 
 #include <math.h>
 #include <setjmp.h>
@@ -21,9 +21,8 @@ static float frand(uint64_t *s, float lo, float hi)
 
 static void check_level(enum eng_cpu_level lvl)
 {
-    struct eng_cpu_vec ref, v;
-    eng_cpu_vec_scalar(&ref);
-    eng_cpu_vec_init(lvl, &v);
+    const struct eng_cpu_kernels ref = *eng_cpu_kernels(ENG_CPU_SCALAR);
+    const struct eng_cpu_kernels v = *eng_cpu_kernels(lvl);
     uint64_t seed = 12345 + (uint64_t)lvl;
     const int64_t lens[] = {1, 7, 15, 16, 17, 31, 64, 100, 1000, 4099};
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {

@@ -4,6 +4,7 @@
  * (attention_tile.h compiled here for the baseline, and in attention_avx2.c /
  * attention_avx512.c), and the reference version the tests compare against. */
 #include "attention_impl.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -128,13 +129,7 @@ int eng_cpu_attention(struct eng_cpu *cpu, eng_tensor_t *out, const eng_tensor_t
                         .part = part, .tp = cpu->tp,
                         .scratch = cpu->att_scratch, .per_thread = per};
     atomic_init(&j.next, 0);
-    eng_tp_fn fn = eng_cpu_attention_worker_base;
-#if defined(__x86_64__)
-    if (cpu->level == ENG_CPU_AVX512)
-        fn = eng_cpu_attention_worker_avx512;
-    else if (cpu->level == ENG_CPU_AVX2)
-        fn = eng_cpu_attention_worker_avx2;
-#endif
+    const eng_tp_fn fn = eng_cpu_kernels(cpu->level)->att_worker;
     if (nth == 1 || j.n_items == 1)   // (n_items == 1: never split, no barrier)
         fn(&j, 0, 1);
     else

@@ -17,8 +17,10 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(__AVX512F__) || defined(__F16C__)
-#include <immintrin.h>
+#if defined(__AVX512F__)
+#include "simd_avx512.h"
+#elif defined(__AVX2__)
+#include "simd_avx2.h"
 #endif
 
 /* e^x for x <= 0 (relative error ~2e-7, x < -87 gives ~1e-38): Cody-Waite reduction to
@@ -104,7 +106,7 @@ static inline void att_load_kt(const struct att_job *j, const int64_t *slots, in
 #if defined(__AVX512F__)
     if (nk == ATT_KB && hs % 16 == 0) {
         for (int32_t d0 = 0; d0 < hs; d0 += 16) {
-            __m512 r[16], t[16], u[16];
+            __m512 r[16];
             for (int jj = 0; jj < 16; jj++) {
                 const uint8_t *src = base + (size_t)slots[jj] * rs;
                 const uint8_t *p = src + (size_t)d0 * (dt == ENG_DTYPE_F32 ? 4 : 2);
@@ -112,27 +114,9 @@ static inline void att_load_kt(const struct att_job *j, const int64_t *slots, in
                             ? _mm512_loadu_ps(p)
                             : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
             }
-            for (int e = 0; e < 8; e++) {
-                t[2 * e] = _mm512_unpacklo_ps(r[2 * e], r[2 * e + 1]);
-                t[2 * e + 1] = _mm512_unpackhi_ps(r[2 * e], r[2 * e + 1]);
-            }
-            for (int g = 0; g < 4; g++) {
-                u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-                u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
-                u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-                u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
-            }
-            for (int e = 0; e < 4; e++) {
-                const __m512 alo = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);
-                const __m512 ahi = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xdd);
-                const __m512 blo = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
-                const __m512 bhi = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xdd);
-                float *k0 = kt + (size_t)(d0 + e) * ATT_KB;   // rows d0+e, +4, +8, +12
-                _mm512_store_ps(k0, _mm512_shuffle_f32x4(alo, blo, 0x88));
-                _mm512_store_ps(k0 + 8 * ATT_KB, _mm512_shuffle_f32x4(alo, blo, 0xdd));
-                _mm512_store_ps(k0 + 4 * ATT_KB, _mm512_shuffle_f32x4(ahi, bhi, 0x88));
-                _mm512_store_ps(k0 + 12 * ATT_KB, _mm512_shuffle_f32x4(ahi, bhi, 0xdd));
-            }
+            tr_16x16_ps(r);
+            for (int e = 0; e < 16; e++)
+                _mm512_store_ps(kt + (size_t)(d0 + e) * ATT_KB, r[e]);
         }
         return;
     }
@@ -211,7 +195,7 @@ static inline void att_pv_rb(float *const *o, const float *c, const float *p, co
                              int32_t nk, int32_t hs)
 {
     for (int32_t d0 = 0; d0 < hs; d0 += 16) {
-        const __mmask16 m = hs - d0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hs - d0)) - 1);
+        const __mmask16 m = mask16(hs - d0);
         __m512 a[8];
         for (int r = 0; r < 8; r++)
             a[r] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, o[r] + d0), _mm512_set1_ps(c[r]));

@@ -3,7 +3,7 @@
  * Every op splits its rows over the thread pool; tiny ops run on the caller alone
  * (a pool round trip costs more than the work). */
 #include "cpu.h"
-#include "vec.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -36,7 +36,6 @@ static void cpu_free(eng_backend_t *be)
     eng_tp_free(cpu->tp);
     free(cpu->att_scratch);
     free(cpu->rope_cs);
-    free(cpu->vec);
     free(cpu);
     free(be);
 }
@@ -190,7 +189,7 @@ static void rmsnorm_rows(struct rows_job *j, int64_t lo, int64_t hi)
 {
     const int64_t C = j->cols;
     for (int64_t r = lo; r < hi; r++)   // sums of squares in double (vec.h)
-        j->cpu->vec->rmsnorm(j->out + r * C, j->a + r * C, j->b, j->eps, C);
+        j->cpu->k->rmsnorm(j->out + r * C, j->a + r * C, j->b, j->eps, C);
 }
 
 static int cpu_rmsnorm(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *x,
@@ -289,8 +288,8 @@ static void kv_write_rows(struct rows_job *j, int64_t lo, int64_t hi)
         char *kd = (char *)kc->data + slot * kc->nb[1], *vd = (char *)vc->data + slot * vc->nb[1];
         const float *ks = j->a + t * row, *vs = j->b + t * row;
         if (kc->dtype == ENG_DTYPE_F16) {
-            j->cpu->vec->f32_to_f16((uint16_t *)kd, ks, row);
-            j->cpu->vec->f32_to_f16((uint16_t *)vd, vs, row);
+            j->cpu->k->f32_to_f16((uint16_t *)kd, ks, row);
+            j->cpu->k->f32_to_f16((uint16_t *)vd, vs, row);
         } else {
             eng_row_from_f32(kc->dtype, ks, kd, row);
             eng_row_from_f32(vc->dtype, vs, vd, row);
@@ -325,7 +324,7 @@ static int cpu_attention(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_
 
 static void swiglu_rows(struct rows_job *j, int64_t lo, int64_t hi)
 {
-    j->cpu->vec->silu_mul(j->out + lo * j->cols, j->a + lo * j->cols, j->b + lo * j->cols,
+    j->cpu->k->silu_mul(j->out + lo * j->cols, j->a + lo * j->cols, j->b + lo * j->cols,
                           (hi - lo) * j->cols);
 }
 
@@ -340,7 +339,7 @@ static int cpu_swiglu(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *
 
 static void add_rows(struct rows_job *j, int64_t lo, int64_t hi)
 {
-    j->cpu->vec->add(j->out + lo * j->cols, j->a + lo * j->cols, j->b + lo * j->cols,
+    j->cpu->k->add(j->out + lo * j->cols, j->a + lo * j->cols, j->b + lo * j->cols,
                      (hi - lo) * j->cols);
 }
 
@@ -407,9 +406,7 @@ int eng_cpu_backend_new(const struct eng_cpu_params *p, eng_backend_t **out)
         goto fail;
     eng_cpu_detect(&cpu->feat);
     cpu->level = eng_cpu_level_pick(&cpu->feat);
-    if (!(cpu->vec = malloc(sizeof *cpu->vec)))
-        goto fail;
-    eng_cpu_vec_init(cpu->level, cpu->vec);
+    cpu->k = eng_cpu_kernels(cpu->level);
     if ((rc = eng_tp_new(n, &cpu->tp)) < 0)
         goto fail;
     if ((rc = eng_cpu_mm_new(cpu->level, n, &cpu->mm)) < 0)
@@ -431,7 +428,6 @@ fail:
     if (cpu) {
         eng_cpu_mm_free(cpu->mm);
         eng_tp_free(cpu->tp);
-        free(cpu->vec);
     }
     free(cpu);
     free(be);

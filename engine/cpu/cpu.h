@@ -1,7 +1,8 @@
 /* engine/cpu/cpu.h: internals shared by the CPU backend's modules (not a public API).
  * Owns: CPU feature detection, the worker thread pool, and the interfaces between
- * backend_cpu.c (the table) and the kernel modules: matmul.c (all weight dtypes,
- * GEMV and GEMM paths) and attention.c.
+ * backend_cpu.c (the backend's ops table) and the kernel modules: matmul.c (all weight
+ * dtypes, GEMV and GEMM paths) and attention.c; the per-level kernels behind them are
+ * in kernels.h.
  * Thread: everything here is driven from the engine thread; eng_tp_run fans work out to
  * the pool's workers and returns when all are done. */
 #ifndef ORTHOD_ENGINE_CPU_H
@@ -61,7 +62,7 @@ int eng_cpu_mm_run(eng_cpu_mm_t *mm, eng_tp_t *tp, float *out, const float *x, i
                    const eng_tensor_t *w);
 
 /* --- the backend context ------------------------------------------------------------ */
-struct eng_cpu_vec;                /* vec.h */
+struct eng_cpu_kernels;            /* kernels.h */
 
 struct eng_cpu {
     eng_tp_t *tp;
@@ -70,7 +71,7 @@ struct eng_cpu {
     eng_cpu_mm_t *mm;
     struct eng_step step;          /* the current step (arrays borrowed until step_end) */
     bool in_step;
-    struct eng_cpu_vec *vec;       /* element-wise kernels for `level` */
+    const struct eng_cpu_kernels *k;   /* the kernel table of `level` */
     float *rope_cs;                /* (T, n_rot/2, 2) cos/sin of the current step */
     size_t rope_cs_cap;            /* floats */
     bool rope_valid;               /* rope_cs matches rope_key for this step */

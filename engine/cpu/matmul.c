@@ -1,8 +1,9 @@
 /* engine/cpu/matmul.c: out = x @ w^T for every weight dtype: argument checks, scratch,
- * dispatch to the kernel level chosen at run time, and the scalar level, which is also
- * the oracle: the canonical quantized product (mm_impl.h) and a float64 reference for
- * the float dtypes. The SIMD levels live in matmul_avx2.c and matmul_avx512.c, each
- * compiled with its own -m flags; this file contains no AVX instruction. */
+ * dispatch to the kernel level chosen at run time (kernels.h), and the oracle: the
+ * canonical quantized product (mm_impl.h) and a float64 reference for the float dtypes.
+ * The kernels live in the levels (mm_tmpl.h over mm_<isa>.h, one unit per level, each
+ * compiled with its own -m flags); this file contains no AVX instruction. */
+#include "kernels.h"
 #include "mm_impl.h"
 
 #include <math.h>
@@ -13,23 +14,12 @@
 
 struct eng_cpu_mm {
     enum eng_cpu_level level;
-    const struct mm_level_ops *ops;
+    const struct eng_cpu_kernels *k;
     void *act;              /* converted activations, shared by the threads of a call */
     size_t act_cap;
     uint8_t *pack;          /* per-thread panels */
     size_t pack_cap;        /* bytes in all */
 };
-
-static const struct mm_level_ops *level_ops(enum eng_cpu_level level)
-{
-#if defined(__x86_64__)
-    if (level == ENG_CPU_AVX512)
-        return eng_cpu_mm_ops_avx512();
-    if (level == ENG_CPU_AVX2)
-        return eng_cpu_mm_ops_avx2();
-#endif
-    return level == ENG_CPU_SCALAR ? eng_cpu_mm_ops_scalar() : NULL;
-}
 
 int eng_cpu_mm_new(enum eng_cpu_level level, int n_threads, eng_cpu_mm_t **out)
 {
@@ -37,14 +27,14 @@ int eng_cpu_mm_new(enum eng_cpu_level level, int n_threads, eng_cpu_mm_t **out)
     // never run a level the CPU (or the OS) lacks: it would trap with SIGILL
     struct eng_cpu_features f;
     eng_cpu_detect(&f);
-    const struct mm_level_ops *ops = level_ops(level);
-    if (!ops || level > eng_cpu_level_pick(&f))
+    const struct eng_cpu_kernels *k = eng_cpu_kernels(level);
+    if (!k || level > eng_cpu_level_pick(&f))
         return ERR_UNSUPPORTED;
     eng_cpu_mm_t *mm = calloc(1, sizeof *mm);
     if (!mm)
         return ERR_NOMEM;
     mm->level = level;
-    mm->ops = ops;
+    mm->k = k;
     *out = mm;
     return 0;
 }
@@ -109,8 +99,8 @@ int eng_cpu_mm_run(eng_cpu_mm_t *mm, eng_tp_t *tp, float *out, const float *x, i
     if (R == 0 || N == 0)
         return 0;
     const int nth = eng_tp_size(tp);
-    const size_t ab = mm->ops->act_bytes(w->dtype, R, K);
-    size_t pb = mm->ops->pack_bytes(w->dtype, R, K);
+    const size_t ab = mm->k->mm_act_bytes(w->dtype, R, K);
+    size_t pb = mm->k->mm_pack_bytes(w->dtype, R, K);
     if (ab == SIZE_MAX || ab > SIZE_MAX / 2 || pb > ((size_t)1 << 40) / (size_t)nth)
         return ERR_NOMEM;
     // Each thread's panels start on their own page with MM_GUARD bytes of gap: a core's
@@ -123,7 +113,7 @@ int eng_cpu_mm_run(eng_cpu_mm_t *mm, eng_tp_t *tp, float *out, const float *x, i
     struct mm_job j = {.out = out, .x = x, .R = R, .N = N, .K = K, .dt = w->dtype,
                        .w = w->data, .ws = w->nb[1], .tp = tp, .act = mm->act,
                        .pack = mm->pack + MM_GUARD, .pack_bytes = pb};
-    eng_tp_run(tp, mm->ops->worker, &j);
+    eng_tp_run(tp, mm->k->mm_worker, &j);
     return 0;
 }
 
@@ -227,93 +217,4 @@ int eng_cpu_mm_ref(float *out, const float *x, int64_t R, const eng_tensor_t *w)
     }
     free(wr);
     return 0;
-}
-
-/* --- the scalar level: plain C for CPUs without AVX2 ---------------------------------- */
-/* Quantized: the canonical product above, x quantized once per call (rows split over
- * the threads, then a barrier), outputs split by column. Float: each weight row is
- * converted once into the thread's scratch and dotted with every row of x. */
-
-struct sc_act {           /* layout of job->act for Q8_0/Q4_0 */
-    int8_t *q;            /* (R, K) */
-    float *dx;            /* (R, K/32) */
-    int32_t *xs;          /* (R, K/32) */
-};
-
-static struct sc_act sc_act_layout(const struct mm_job *j)
-{
-    const size_t rk = (size_t)j->R * (size_t)j->K, rb = rk / 32;
-    struct sc_act a;
-    a.dx = (float *)j->act;
-    a.xs = (int32_t *)(a.dx + rb);
-    a.q = (int8_t *)(a.xs + rb);
-    return a;
-}
-
-static size_t sc_act_bytes(enum eng_dtype dt, int64_t R, int64_t K)
-{
-    if (!is_quant(dt))
-        return 0;
-    size_t rk;
-    if (__builtin_mul_overflow((size_t)R, (size_t)K, &rk) || rk > SIZE_MAX / 2)
-        return SIZE_MAX;
-    return rk + rk / 32 * 8;
-}
-
-static size_t sc_pack_bytes(enum eng_dtype dt, int64_t R, int64_t K)
-{
-    (void)R;
-    return is_quant(dt) ? 0 : (size_t)K * sizeof(float);
-}
-
-static void sc_worker(void *arg, int ith, int nth)
-{
-    const struct mm_job *j = arg;
-    const int64_t K = j->K, N = j->N, R = j->R, nb = K / 32;
-    int64_t lo, hi;
-    if (is_quant(j->dt)) {
-        const struct sc_act a = sc_act_layout(j);
-        eng_tp_range(R, 1, ith, nth, &lo, &hi);
-        for (int64_t r = lo; r < hi; r++)
-            eng_cpu_mm_quantize_row(j->x + r * K, K, a.q + r * K, a.dx + r * nb, a.xs + r * nb);
-        eng_tp_barrier(j->tp);
-        eng_tp_range(N, 1, ith, nth, &lo, &hi);
-        for (int64_t n = lo; n < hi; n++) {
-            const uint8_t *wr = j->w + (size_t)n * j->ws;
-            for (int64_t r = 0; r < R; r++)
-                j->out[r * N + n] = eng_cpu_mm_qdot_ref(j->dt, wr, a.q + r * K, a.dx + r * nb, nb);
-        }
-        return;
-    }
-    float *wf = (float *)(j->pack + (size_t)ith * j->pack_bytes);
-    eng_tp_range(N, 1, ith, nth, &lo, &hi);
-    for (int64_t n = lo; n < hi; n++) {
-        eng_row_to_f32(j->dt, j->w + (size_t)n * j->ws, wf, K);
-        for (int64_t r = 0; r < R; r++) {
-            const float *xr = j->x + r * K;
-            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-            int64_t k = 0;
-            for (; k + 4 <= K; k += 4) {
-                s0 += xr[k] * wf[k];
-                s1 += xr[k + 1] * wf[k + 1];
-                s2 += xr[k + 2] * wf[k + 2];
-                s3 += xr[k + 3] * wf[k + 3];
-            }
-            for (; k < K; k++)
-                s0 += xr[k] * wf[k];
-            j->out[r * N + n] = (s0 + s1) + (s2 + s3);
-        }
-    }
-}
-
-static const struct mm_level_ops scalar_ops = {
-    .name = "scalar",
-    .act_bytes = sc_act_bytes,
-    .pack_bytes = sc_pack_bytes,
-    .worker = sc_worker,
-};
-
-const struct mm_level_ops *eng_cpu_mm_ops_scalar(void)
-{
-    return &scalar_ops;
 }

@@ -1,8 +1,8 @@
 /* engine/cpu/mm_impl.h: internals of the matmul module (not a public API).
- * Owns: the job one eng_cpu_mm_run call hands to the thread pool, the per-ISA kernel
- * tables (matmul.c: scalar; matmul_avx2.c; matmul_avx512.c), and the canonical
- * definition of the quantized dot product that every level reproduces bit for bit.
- * Used by matmul*.c and tests/test_matmul.c.
+ * Owns: the job one eng_cpu_mm_run call hands to the thread pool, the contract of a
+ * matmul "kind" (what each level's mm_<isa>.h provides to the driver mm_tmpl.h), and the
+ * canonical definition of the quantized dot product that every level reproduces bit for
+ * bit, with its scalar oracle (matmul.c). Used by engine/cpu and tests/test_matmul.c.
  *
  * Canonical Q8_0 / Q4_0 product (what "bit-exact" means here):
  *   1. Each row of x is quantized to Q8_0-style blocks of 32 (ggml's quantize_row_q8_0
@@ -39,20 +39,73 @@ struct mm_job {
     size_t pack_bytes;
 };
 
-/* A kernel level: scratch sizes for a shape and the pool worker that does the call.
- * act_bytes/pack_bytes return SIZE_MAX when the shape would overflow size_t. */
-struct mm_level_ops {
-    const char *name;
-    size_t (*act_bytes)(enum eng_dtype dt, int64_t R, int64_t K);
-    size_t (*pack_bytes)(enum eng_dtype dt, int64_t R, int64_t K);
-    eng_tp_fn worker;         /* arg: struct mm_job * */
+/* --- kinds: how one family of weight dtypes is multiplied at one level -------------------
+ * Each level's mm_<isa>.h defines its kinds and
+ *   static const struct mm_kind *mm_kind_of(enum eng_dtype dt);   (NULL: not a compute dtype)
+ * and mm_tmpl.h, the one driver, runs a call as: (1) every thread converts its share of
+ * the rows of x with act_row (if the kind has one), barrier; (2) the output columns are
+ * split over the threads in multiples of 16; (3) R <= rv: the row-wise kernel gemv
+ * streams the thread's weight rows once against all R rows of x; otherwise for each
+ * panel of pw columns and each K chunk, pack converts/transposes the weights into the
+ * thread's scratch and tile runs the microkernel on up to rt rows of x at a time.
+ *
+ * Adding a weight type (e.g. a K-quant): give each mm_<isa>.h (and mm_scalar.h) either a
+ * new kind, when it needs its own activation format or panel layout, or a new case in an
+ * existing kind's hooks; map the dtype in mm_kind_of; extend eng_dtype_is_compute and the
+ * oracle below (eng_cpu_mm_ref) so tests/test_matmul.c checks every level against it. */
+struct mm_kind {
+    /* activations: bytes for R rows of K (SIZE_MAX on overflow); act_row converts row r
+     * of j->x into j->act. Both NULL: the kernels read the F32 x as it is. */
+    size_t (*act_bytes)(int64_t R, int64_t K);
+    void (*act_row)(const struct mm_job *j, int64_t r);
+    /* row-wise kernel, used for R <= rv: outputs [lo, hi) of every row of x; scratch:
+     * gemv_bytes(K) bytes of the thread's own (gemv_bytes NULL: none) */
+    int64_t rv;
+    void (*gemv)(const struct mm_job *j, void *scratch, int64_t lo, int64_t hi);
+    size_t (*gemv_bytes)(int64_t K);
+    /* packed panels, used for R > rv: pw output columns per panel, K in chunks of kc
+     * elements (kc_small when R <= rt), rt rows of x per tile, panel_bytes of scratch.
+     * pack: columns [n0, n0 + nc) (nc <= pw; the columns >= nc of the panel are zero),
+     * K elements [k0, k0 + kn), n_end the end of the thread's range (for prefetching the
+     * next panel); tile: rows [r0, r0 + rt) of x against the packed panel, into out
+     * (first chunk: k0 == 0 starts from zero, later chunks add to what out holds). */
+    int64_t pw, rt, kc, kc_small;
+    size_t panel_bytes;
+    void (*pack)(const struct mm_job *j, void *panel, int64_t n0, int64_t nc, int64_t k0,
+                 int64_t kn, int64_t n_end);
+    void (*tile)(const struct mm_job *j, const void *panel, int rt, int64_t r0, int64_t n0,
+                 int64_t nc, int64_t k0, int64_t kn);
 };
 
-const struct mm_level_ops *eng_cpu_mm_ops_scalar(void);
-#if defined(__x86_64__)
-const struct mm_level_ops *eng_cpu_mm_ops_avx2(void);
-const struct mm_level_ops *eng_cpu_mm_ops_avx512(void);
-#endif
+/* MM_LADDER(KERN, RTMAX, rt, C, ...): calls KERN(RT, CC, ...) with RT = rt (1 .. RTMAX,
+ * at most 8) and CC = C (1 or 2) as compile-time constants, so that every (rows, column
+ * vectors) tile of an always_inline microkernel is its own fully unrolled instance. */
+#define MM_RT_(n, RTMAX) ((n) < (RTMAX) ? (n) : (RTMAX))
+#define MM_LADDER_C_(KERN, RT, C, ...)                                                      \
+    ((C) == 2 ? KERN(RT, 2, __VA_ARGS__) : KERN(RT, 1, __VA_ARGS__))
+#define MM_LADDER(KERN, RTMAX, rt, C, ...)                                                  \
+    do {                                                                                    \
+        switch (rt) {                                                                       \
+        case 1: MM_LADDER_C_(KERN, 1, C, __VA_ARGS__); break;                               \
+        case 2: MM_LADDER_C_(KERN, MM_RT_(2, RTMAX), C, __VA_ARGS__); break;                \
+        case 3: MM_LADDER_C_(KERN, MM_RT_(3, RTMAX), C, __VA_ARGS__); break;                \
+        case 4: MM_LADDER_C_(KERN, MM_RT_(4, RTMAX), C, __VA_ARGS__); break;                \
+        case 5: MM_LADDER_C_(KERN, MM_RT_(5, RTMAX), C, __VA_ARGS__); break;                \
+        case 6: MM_LADDER_C_(KERN, MM_RT_(6, RTMAX), C, __VA_ARGS__); break;                \
+        case 7: MM_LADDER_C_(KERN, MM_RT_(7, RTMAX), C, __VA_ARGS__); break;                \
+        default: MM_LADDER_C_(KERN, MM_RT_(8, RTMAX), C, __VA_ARGS__); break;               \
+        }                                                                                   \
+    } while (0)
+
+static inline int64_t mm_imin(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static inline int64_t mm_round_up(int64_t v, int64_t m)
+{
+    return (v + m - 1) / m * m;
+}
 
 /* --- the canonical quantized product (matmul.c), used by the scalar level and as the
  * oracle; the SIMD levels must equal it bit for bit --- */

@@ -1,6 +1,6 @@
-/* engine/cpu/matmul_avx2.c: the AVX2 + FMA + F16C level of the matmul module, for CPUs
- * without AVX-512. Compiled only into orthod_cpu_avx2 with those -m flags and called
- * only after features.c found them (eng_cpu_mm_new checks).
+/* engine/cpu/mm_avx2.h: the matmul kinds of the avx2 level (AVX2 + FMA + F16C, for CPUs
+ * without AVX-512), for the driver mm_tmpl.h. Included only by level_avx2.c (compiled
+ * with those -m flags, run only after features.c found them).
  *
  * Quantized weights (Q8_0, Q4_0): x is quantized with the canonical rounding
  * (mm_impl.h) and kept as int16; 16 output columns of weights are packed per K chunk
@@ -13,12 +13,11 @@
  * Float weights: a row-wise kernel for R <= RV_F (decode); for larger R, panels
  * [k][16 columns] of F32 (F16 and BF16 converted exactly) and an R_T x 16 FMA
  * microkernel. BF16 here multiplies F32 x by the exact BF16 weight (no vdpbf16ps). */
+
 #include "mm_impl.h"
+#include "simd_avx2.h"
 
-#include <immintrin.h>
 #include <stdlib.h>
-
-#define AI static inline __attribute__((always_inline))
 
 #define PW 16           /* output columns per panel (two ymm) */
 #define KCB 16          /* K chunk of a quantized panel, in blocks (16 KiB) */
@@ -28,52 +27,6 @@
 #define RV_F 4          /* R up to which float weights use the row-wise kernel */
 
 static const uint8_t zero_rows[KCB * sizeof(eng_block_q8_0) + 64];
-
-static int64_t imin(int64_t a, int64_t b)
-{
-    return a < b ? a : b;
-}
-
-static int64_t round_up(int64_t v, int64_t m)
-{
-    return (v + m - 1) / m * m;
-}
-
-/* lanes i < n set (n clamped to 0..8), for maskload/maskstore */
-static __m256i lane_mask(int64_t n)
-{
-    n = n < 0 ? 0 : n > 8 ? 8 : n;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-AI float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* 8x8 transpose of dwords: r[i] row i -> r[k] = element k of rows 0..7. */
-AI void transpose_8x8(__m256i r[8])
-{
-    __m256i t[8], u[8];
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    for (int g = 0; g < 2; g++) {
-        const __m256i *tg = t + 4 * g;
-        u[4 * g + 0] = _mm256_unpacklo_epi64(tg[0], tg[2]);
-        u[4 * g + 1] = _mm256_unpackhi_epi64(tg[0], tg[2]);
-        u[4 * g + 2] = _mm256_unpacklo_epi64(tg[1], tg[3]);
-        u[4 * g + 3] = _mm256_unpackhi_epi64(tg[1], tg[3]);
-    }
-    for (int k = 0; k < 4; k++) {
-        r[k] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x20);
-        r[k + 4] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x31);
-    }
-}
 
 /* ------------------------------------------------------------------------------------- */
 /* quantized                                                                               */
@@ -87,43 +40,44 @@ struct q_act {
 static struct q_act q_layout(void *act, int64_t R, int64_t K)
 {
     struct q_act a;
-    a.qs = (size_t)round_up(K, 32);
+    a.qs = (size_t)mm_round_up(K, 32);
     a.dx = act;
     a.q = (int16_t *)(a.dx + (size_t)R * (size_t)(K / 32));
     return a;
 }
 
-AI __m256i round_q(__m256 v)
+static size_t q_act_bytes(int64_t R, int64_t K)
 {
-    v = _mm256_max_ps(v, _mm256_set1_ps(-127.0f));    // NaN -> -127, like the scalar code
-    v = _mm256_min_ps(v, _mm256_set1_ps(127.0f));
-    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m256 fr = _mm256_sub_ps(v, t);
-    const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 up = _mm256_and_ps(_mm256_cmp_ps(fr, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one);
-    __m256 dn = _mm256_and_ps(_mm256_cmp_ps(fr, _mm256_set1_ps(-0.5f), _CMP_LE_OQ), one);
-    t = _mm256_sub_ps(_mm256_add_ps(t, up), dn);
-    return _mm256_cvttps_epi32(t);
+    size_t b;
+    if (__builtin_mul_overflow((size_t)R, (size_t)mm_round_up(K, 32) * 2 + (size_t)K / 32 * 4, &b))
+        return SIZE_MAX;
+    return b;
 }
 
-static void quant_row(const float *x, int64_t K, int16_t *q, float *dx)
+/* Row r: the canonical quantization (mm_impl.h), kept as int16. */
+static void q_act_row(const struct mm_job *j, int64_t r)
 {
+    const int64_t K = j->K;
+    const struct q_act a = q_layout(j->act, j->R, K);
+    const float *x = j->x + r * K;
+    int16_t *q = a.q + (size_t)r * a.qs;
+    float *dx = a.dx + r * (K / 32);
     const __m256i absm = _mm256_set1_epi32(0x7fffffff);
     for (int64_t b = 0; b < K / 32; b++) {
         __m256 v[4];
-        __m256i a = _mm256_setzero_si256();
+        __m256i am = _mm256_setzero_si256();
         for (int i = 0; i < 4; i++) {
             v[i] = _mm256_loadu_ps(x + b * 32 + i * 8);
-            a = _mm256_max_epu32(a, _mm256_and_si256(_mm256_castps_si256(v[i]), absm));
+            am = _mm256_max_epu32(am, _mm256_and_si256(_mm256_castps_si256(v[i]), absm));
         }
-        __m128i m = _mm_max_epu32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        __m128i m = _mm_max_epu32(_mm256_castsi256_si128(am), _mm256_extracti128_si256(am, 1));
         m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0x4e));
         m = _mm_max_epu32(m, _mm_shuffle_epi32(m, 0xb1));
         const float d = eng_fp32_from_bits((uint32_t)_mm_cvtsi128_si32(m)) / 127.0f;
         const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
         for (int i = 0; i < 2; i++) {
-            __m256i q0 = round_q(_mm256_mul_ps(v[2 * i], id));
-            __m256i q1 = round_q(_mm256_mul_ps(v[2 * i + 1], id));
+            __m256i q0 = round_q8(_mm256_mul_ps(v[2 * i], id));
+            __m256i q1 = round_q8(_mm256_mul_ps(v[2 * i + 1], id));
             __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(q0, q1), 0xd8);
             _mm256_storeu_si256((__m256i *)(q + b * 32 + i * 16), p);
         }
@@ -133,9 +87,13 @@ static void quant_row(const float *x, int64_t K, int16_t *q, float *dx)
 
 /* Packs blocks [kb0, kb0 + kbn) of columns n0 .. n0 + nc - 1 (nc <= 16) as int16 pairs:
  * pw [b][kp 0..15][16][2], psc [b][16]; columns >= nc get zero weights and scales. */
-static void pack_q(const struct mm_job *j, int64_t n0, int64_t nc, int64_t kb0, int kbn,
-                   int16_t *pw, float *psc, int64_t n_end)
+static void q_pack(const struct mm_job *j, void *panel, int64_t n0, int64_t nc, int64_t k0,
+                   int64_t kn, int64_t n_end)
 {
+    int16_t *pw = panel;
+    float *psc = (float *)(pw + KCB * 512);
+    const int64_t kb0 = k0 / 32;
+    const int kbn = (int)(kn / 32);
     // prefetch the next panel's rows while this one is packed (see matmul_avx512.c)
     const bool pf = n0 + 2 * PW <= n_end;
     const size_t pfd = (size_t)PW * j->ws;
@@ -167,8 +125,8 @@ static void pack_q(const struct mm_job *j, int64_t n0, int64_t nc, int64_t kb0, 
                         _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4)), eight);
                 }
             }
-            transpose_8x8(lo);
-            transpose_8x8(hi);
+            tr_8x8_epi32(lo);
+            tr_8x8_epi32(hi);
             int16_t *dst = pw + (size_t)b * 512 + h * 16;
             for (int k = 0; k < 8; k++) {
                 _mm256_store_si256((__m256i *)(dst + k * 32), lo[k]);
@@ -189,7 +147,7 @@ AI void kq(const int rt, const int C, const int16_t *pw, const float *psc, int k
            const int16_t *xq, size_t xqs, const float *xd, size_t nbs, float *out, size_t ldo,
            int64_t nc, bool first)
 {
-    const __m256i mk[2] = {lane_mask(nc), lane_mask(nc - 8)};
+    const __m256i mk[2] = {lanes8(nc), lanes8(nc - 8)};
     __m256 f[RT_Q][2];
     for (int r = 0; r < rt; r++)
         for (int c = 0; c < C; c++)
@@ -229,41 +187,30 @@ AI void kq(const int rt, const int C, const int16_t *pw, const float *psc, int k
             _mm256_maskstore_ps(out + r * ldo + c * 8, mk[c], f[r][c]);
 }
 
-static void run_q(const struct mm_job *j, int ith, int nth)
+static void q_tile(const struct mm_job *j, const void *panel, int rt, int64_t r0, int64_t n0,
+                   int64_t nc, int64_t k0, int64_t kn)
 {
-    const int64_t R = j->R, N = j->N, K = j->K, nb = K / 32;
-    const struct q_act a = q_layout(j->act, R, K);
-    int64_t lo, hi;
-    eng_tp_range(R, 1, ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++)
-        quant_row(j->x + r * K, K, a.q + (size_t)r * a.qs, a.dx + r * nb);
-    eng_tp_barrier(j->tp);
-
-    int16_t *pw = (int16_t *)(j->pack + (size_t)ith * j->pack_bytes);
-    float *psc = (float *)(pw + KCB * 512);
-    eng_tp_range(N, 16, ith, nth, &lo, &hi);
-    for (int64_t n0 = lo; n0 < hi; n0 += PW) {
-        const int64_t nc = imin(PW, hi - n0);
-        const bool two = nc > 8;
-        for (int64_t kb0 = 0; kb0 < nb; kb0 += KCB) {
-            const int kbn = (int)imin(KCB, nb - kb0);
-            pack_q(j, n0, nc, kb0, kbn, pw, psc, hi);
-            for (int64_t r0 = 0; r0 < R; r0 += RT_Q) {
-                const int16_t *xq = a.q + (size_t)r0 * a.qs + kb0 * 32;
-                const float *xd = a.dx + r0 * nb + kb0;
-                float *out = j->out + r0 * N + n0;
-                const bool first = kb0 == 0;
-                const size_t nbs = (size_t)nb, ldo = (size_t)N;
-                if (R - r0 >= 2)
-                    two ? kq(2, 2, pw, psc, kbn, xq, a.qs, xd, nbs, out, ldo, nc, first)
-                        : kq(2, 1, pw, psc, kbn, xq, a.qs, xd, nbs, out, ldo, nc, first);
-                else
-                    two ? kq(1, 2, pw, psc, kbn, xq, a.qs, xd, nbs, out, ldo, nc, first)
-                        : kq(1, 1, pw, psc, kbn, xq, a.qs, xd, nbs, out, ldo, nc, first);
-            }
-        }
-    }
+    const int64_t nb = j->K / 32, kb0 = k0 / 32;
+    const struct q_act a = q_layout(j->act, j->R, j->K);
+    const int16_t *pw = panel;
+    const float *psc = (const float *)(pw + KCB * 512);
+    MM_LADDER(kq, RT_Q, rt, nc > 8 ? 2 : 1, pw, psc, (int)(kn / 32),
+              a.q + (size_t)r0 * a.qs + kb0 * 32, a.qs, a.dx + r0 * nb + kb0, (size_t)nb,
+              j->out + r0 * j->N + n0, (size_t)j->N, nc, k0 == 0);
 }
+
+static const struct mm_kind kind_q = {
+    .act_bytes = q_act_bytes,
+    .act_row = q_act_row,
+    .rv = 0,
+    .pw = PW,
+    .rt = RT_Q,
+    .kc = KCB * 32,
+    .kc_small = KCB * 32,
+    .panel_bytes = KCB * 1024 + KCB * PW * sizeof(float),
+    .pack = q_pack,
+    .tile = q_tile,
+};
 
 /* ------------------------------------------------------------------------------------- */
 /* float weights                                                                           */
@@ -310,7 +257,7 @@ AI void gv(const int R, const int J, enum eng_dtype dt, const uint8_t *w, size_t
         }
     }
     if (k < K) {
-        const __m256i m = lane_mask(K - k);
+        const __m256i m = lanes8(K - k);
         for (int jj = 0; jj < J; jj++) {
             const __m256 wv = load_w8(dt, wr[jj], k, K - k);
             for (int r = 0; r < R; r++)
@@ -337,8 +284,9 @@ AI void gv(const int R, const int J, enum eng_dtype dt, const uint8_t *w, size_t
         }                                                                                   \
     } while (0)
 
-static void gemv_f(const struct mm_job *j, int64_t lo, int64_t hi)
+static void f_gemv(const struct mm_job *j, void *scratch, int64_t lo, int64_t hi)
 {
+    (void)scratch;
     const int64_t K = j->K, N = j->N;
     int64_t n = lo;
 #define GV(RR, JJ)                                                                          \
@@ -358,9 +306,11 @@ static void gemv_f(const struct mm_job *j, int64_t lo, int64_t hi)
 }
 
 /* pw[k][16] = F32 weights of columns n0 .. n0+nc-1, k in [k0, k0 + kcn); zero beyond nc. */
-static void pack_f(const struct mm_job *j, int64_t n0, int64_t nc, int64_t k0, int64_t kcn,
-                   float *pw)
+static void f_pack(const struct mm_job *j, void *panel, int64_t n0, int64_t nc, int64_t k0,
+                   int64_t kcn, int64_t n_end)
 {
+    (void)n_end;
+    float *pw = panel;
     for (int h = 0; h * 8 < nc; h++) {
         for (int64_t kk = 0; kk < kcn; kk += 8) {
             __m256i r[8];
@@ -370,7 +320,7 @@ static void pack_f(const struct mm_job *j, int64_t n0, int64_t nc, int64_t k0, i
                                                                  k0 + kk, kcn - kk))
                                    : _mm256_setzero_si256();
             }
-            transpose_8x8(r);
+            tr_8x8_epi32(r);
             for (int i = 0; i < 8; i++)
                 _mm256_store_si256((__m256i *)(pw + (kk + i) * PW + h * 8), r[i]);
         }
@@ -382,7 +332,7 @@ static void pack_f(const struct mm_job *j, int64_t n0, int64_t nc, int64_t k0, i
 AI void kf(const int rt, const int C, const float *pw, int64_t kcn, const float *x, size_t ldx,
            float *out, size_t ldo, int64_t nc, bool first)
 {
-    const __m256i mk[2] = {lane_mask(nc), lane_mask(nc - 8)};
+    const __m256i mk[2] = {lanes8(nc), lanes8(nc - 8)};
     __m256 f[RT_F][2];
     for (int r = 0; r < rt; r++)
         for (int c = 0; c < C; c++)
@@ -403,90 +353,37 @@ AI void kf(const int rt, const int C, const float *pw, int64_t kcn, const float 
             _mm256_maskstore_ps(out + r * ldo + c * 8, mk[c], f[r][c]);
 }
 
-#define KF_ARGS pw, kcn, x, ldx, out, ldo, nc, first
-static void kf_any(int rt, const float *pw, int64_t kcn, const float *x, size_t ldx, float *out,
-                   size_t ldo, int64_t nc, bool first)
+static void f_tile(const struct mm_job *j, const void *panel, int rt, int64_t r0, int64_t n0,
+                   int64_t nc, int64_t k0, int64_t kn)
 {
-    if (nc > 8) {
-        switch (rt) {
-        case 1: kf(1, 2, KF_ARGS); break;
-        case 2: kf(2, 2, KF_ARGS); break;
-        case 3: kf(3, 2, KF_ARGS); break;
-        case 4: kf(4, 2, KF_ARGS); break;
-        case 5: kf(5, 2, KF_ARGS); break;
-        default: kf(6, 2, KF_ARGS); break;
-        }
-    } else {
-        switch (rt) {
-        case 1: kf(1, 1, KF_ARGS); break;
-        case 2: kf(2, 1, KF_ARGS); break;
-        case 3: kf(3, 1, KF_ARGS); break;
-        case 4: kf(4, 1, KF_ARGS); break;
-        case 5: kf(5, 1, KF_ARGS); break;
-        default: kf(6, 1, KF_ARGS); break;
-        }
-    }
+    const int64_t K = j->K, N = j->N;
+    MM_LADDER(kf, RT_F, rt, nc > 8 ? 2 : 1, panel, kn, j->x + r0 * K + k0, (size_t)K,
+              j->out + r0 * N + n0, (size_t)N, nc, k0 == 0);
 }
 
-static void run_f(const struct mm_job *j, int ith, int nth)
-{
-    const int64_t R = j->R, N = j->N, K = j->K;
-    int64_t lo, hi;
-    eng_tp_range(N, 16, ith, nth, &lo, &hi);
-    if (R <= RV_F) {
-        gemv_f(j, lo, hi);
-        return;
-    }
-    float *pw = (float *)(j->pack + (size_t)ith * j->pack_bytes);
-    for (int64_t n0 = lo; n0 < hi; n0 += PW) {
-        const int64_t nc = imin(PW, hi - n0);
-        for (int64_t k0 = 0; k0 < K; k0 += KCF) {
-            const int64_t kcn = imin(KCF, K - k0);
-            pack_f(j, n0, nc, k0, kcn, pw);
-            for (int64_t r0 = 0; r0 < R; r0 += RT_F)
-                kf_any((int)imin(RT_F, R - r0), pw, kcn, j->x + r0 * K + k0, (size_t)K,
-                       j->out + r0 * N + n0, (size_t)N, nc, k0 == 0);
-        }
-    }
-}
+/* F32, F16 and BF16 (converted exactly to F32) */
+static const struct mm_kind kind_f = {
+    .rv = RV_F,
+    .gemv = f_gemv,
+    .pw = PW,
+    .rt = RT_F,
+    .kc = KCF,
+    .kc_small = KCF,
+    .panel_bytes = KCF * PW * sizeof(float),
+    .pack = f_pack,
+    .tile = f_tile,
+};
 
 /* ------------------------------------------------------------------------------------- */
 
-static size_t act_bytes(enum eng_dtype dt, int64_t R, int64_t K)
+static const struct mm_kind *mm_kind_of(enum eng_dtype dt)
 {
-    size_t b;
-    if (dt != ENG_DTYPE_Q8_0 && dt != ENG_DTYPE_Q4_0)
-        return 0;
-    if (__builtin_mul_overflow((size_t)R, (size_t)round_up(K, 32) * 2 + (size_t)K / 32 * 4, &b))
-        return SIZE_MAX;
-    return b;
-}
-
-static size_t pack_bytes(enum eng_dtype dt, int64_t R, int64_t K)
-{
-    (void)K;
-    if (dt == ENG_DTYPE_Q8_0 || dt == ENG_DTYPE_Q4_0)
-        return KCB * 1024 + KCB * PW * sizeof(float);
-    return R <= RV_F ? 0 : KCF * PW * sizeof(float);
-}
-
-static void worker(void *arg, int ith, int nth)
-{
-    const struct mm_job *j = arg;
-    if (j->dt == ENG_DTYPE_Q8_0 || j->dt == ENG_DTYPE_Q4_0)
-        run_q(j, ith, nth);
-    else
-        run_f(j, ith, nth);
-}
-
-static const struct mm_level_ops avx2_ops = {
-    .name = "avx2",
-    .act_bytes = act_bytes,
-    .pack_bytes = pack_bytes,
-    .worker = worker,
-};
-
-const struct mm_level_ops *eng_cpu_mm_ops_avx2(void)
-{
-    return &avx2_ops;
+    switch (dt) {
+    case ENG_DTYPE_Q8_0:
+    case ENG_DTYPE_Q4_0: return &kind_q;
+    case ENG_DTYPE_F32:
+    case ENG_DTYPE_F16:
+    case ENG_DTYPE_BF16: return &kind_f;
+    default: return NULL;
+    }
 }

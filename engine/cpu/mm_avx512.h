@@ -1,6 +1,6 @@
-/* engine/cpu/matmul_avx512.c: the AVX-512 level of the matmul module (AVX512F/BW/VL/DQ
- * + VNNI + BF16; never AMX). Compiled only into orthod_cpu_avx512 with those -m flags and
- * called only after features.c found them (eng_cpu_mm_new checks).
+/* engine/cpu/mm_avx512.h: the matmul kinds of the avx512 level (AVX512F/BW/VL/DQ + VNNI +
+ * BF16; never AMX), for the driver mm_tmpl.h. Included only by level_avx512.c (compiled
+ * with those -m flags, run only after features.c found them).
  *
  * Quantized weights (Q8_0, Q4_0): x is quantized once per call (canonical rounding,
  * mm_impl.h); 32 output columns of weights are packed per K chunk into a panel of
@@ -19,11 +19,9 @@
  * rounded to BF16); for larger R, panels [k][32 columns] (F32, F16 converted to F32, or
  * BF16 pairs) feed an R_T x 32 FMA / vdpbf16ps microkernel. */
 #include "mm_impl.h"
+#include "simd_avx512.h"
 
-#include <immintrin.h>
 #include <stdlib.h>
-
-#define AI static inline __attribute__((always_inline))
 
 #define PW 32           /* output columns per panel */
 #define KCB 32          /* K chunk of a quantized panel, in 32-element blocks (32 KiB) */
@@ -37,21 +35,6 @@
 #define RV_B 4          /* the same for BF16 (its vdpbf16ps GEMM wins from R = 5) */
 
 static const uint8_t zero_rows[KCB * sizeof(eng_block_q8_0) + 64];   /* stands in for rows >= N */
-
-static int64_t imin(int64_t a, int64_t b)
-{
-    return a < b ? a : b;
-}
-
-static int64_t round_up(int64_t v, int64_t m)
-{
-    return (v + m - 1) / m * m;
-}
-
-static __mmask16 col_mask(int64_t nc)
-{
-    return nc >= 16 ? (__mmask16)0xffff : nc <= 0 ? (__mmask16)0 : (__mmask16)((1u << nc) - 1);
-}
 
 /* ------------------------------------------------------------------------------------- */
 /* quantized activations                                                                   */
@@ -67,38 +50,39 @@ static struct q_act q_layout(void *act, int64_t R, int64_t K)
 {
     struct q_act a;
     const size_t nb = (size_t)K / 32;
-    a.qs = (size_t)round_up(K, 64);
+    a.qs = (size_t)mm_round_up(K, 64);
     a.dx = act;
     a.corr = (int32_t *)(a.dx + (size_t)R * nb);
     a.q = (int8_t *)(a.corr + (size_t)R * nb);
     return a;
 }
 
-/* roundf of v clamped to [-127, 127], as the canonical scalar code does it */
-AI __m512i round_q(__m512 v)
+static size_t q_act_bytes(int64_t R, int64_t K)
 {
-    v = _mm512_max_ps(v, _mm512_set1_ps(-127.0f));      // NaN -> -127, like the scalar code
-    v = _mm512_min_ps(v, _mm512_set1_ps(127.0f));
-    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m512 fr = _mm512_sub_ps(v, t);                      // exact
-    __mmask16 up = _mm512_cmp_ps_mask(fr, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-    __mmask16 dn = _mm512_cmp_ps_mask(fr, _mm512_set1_ps(-0.5f), _CMP_LE_OQ);
-    t = _mm512_mask_add_ps(t, up, t, _mm512_set1_ps(1.0f));
-    t = _mm512_mask_sub_ps(t, dn, t, _mm512_set1_ps(1.0f));
-    return _mm512_cvttps_epi32(t);
+    size_t b;   // q (R, mm_round_up(K, 64)) + dx, corr (R, K/32)
+    if (__builtin_mul_overflow((size_t)R, (size_t)mm_round_up(K, 64) + (size_t)K / 32 * 8, &b))
+        return SIZE_MAX;
+    return b;
 }
 
-/* One row: the canonical quantization (mm_impl.h), plus the per-block offset correction. */
-static void quant_row(const float *x, int64_t K, int8_t *q, float *dx, int32_t *corr, int32_t cm)
+/* Row r: the canonical quantization (mm_impl.h), plus the per-block offset correction. */
+static void q_act_row(const struct mm_job *j, int64_t r)
 {
+    const int64_t K = j->K, nb = K / 32;
+    const struct q_act a = q_layout(j->act, j->R, K);
+    const float *x = j->x + r * K;
+    int8_t *q = a.q + (size_t)r * a.qs;
+    float *dx = a.dx + r * nb;
+    int32_t *corr = a.corr + r * nb;
+    const int32_t cm = j->dt == ENG_DTYPE_Q8_0 ? -128 : -8;
     const __m512i absm = _mm512_set1_epi32(0x7fffffff);
-    for (int64_t b = 0; b < K / 32; b++) {
+    for (int64_t b = 0; b < nb; b++) {
         const __m512 v0 = _mm512_loadu_ps(x + b * 32), v1 = _mm512_loadu_ps(x + b * 32 + 16);
-        __m512i a = _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(v0), absm),
-                                     _mm512_and_si512(_mm512_castps_si512(v1), absm));
-        const float d = eng_fp32_from_bits((uint32_t)_mm512_reduce_max_epu32(a)) / 127.0f;
+        __m512i am = _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(v0), absm),
+                                      _mm512_and_si512(_mm512_castps_si512(v1), absm));
+        const float d = eng_fp32_from_bits((uint32_t)_mm512_reduce_max_epu32(am)) / 127.0f;
         const __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-        const __m512i q0 = round_q(_mm512_mul_ps(v0, id)), q1 = round_q(_mm512_mul_ps(v1, id));
+        const __m512i q0 = round_q16(_mm512_mul_ps(v0, id)), q1 = round_q16(_mm512_mul_ps(v1, id));
         _mm_storeu_si128((__m128i *)(q + b * 32), _mm512_cvtepi32_epi8(q0));
         _mm_storeu_si128((__m128i *)(q + b * 32 + 16), _mm512_cvtepi32_epi8(q1));
         dx[b] = eng_fp16_to_fp32(eng_fp32_to_fp16(d));
@@ -109,35 +93,16 @@ static void quant_row(const float *x, int64_t K, int8_t *q, float *dx, int32_t *
 /* ------------------------------------------------------------------------------------- */
 /* quantized weight panels                                                                 */
 
-/* z[i] = [row i | row i+8] (8 dwords each); out[k] = dword k of rows 0..15. */
-AI void transpose_8x16_epi32(const __m512i z[8], __m512i out[8])
-{
-    static const int64_t ia[8] = {0, 1, 8, 9, 4, 5, 12, 13}, ib[8] = {2, 3, 10, 11, 6, 7, 14, 15};
-    const __m512i idxa = _mm512_loadu_si512(ia), idxb = _mm512_loadu_si512(ib);
-    __m512i t[8], u[8];
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]);
-    }
-    for (int g = 0; g < 2; g++) {   // rows 0-3 (g 0) and 4-7 (g 1) of each half
-        const __m512i *tg = t + 4 * g;
-        u[4 * g + 0] = _mm512_unpacklo_epi64(tg[0], tg[2]);   // dwords 0 | 4
-        u[4 * g + 1] = _mm512_unpackhi_epi64(tg[0], tg[2]);   // 1 | 5
-        u[4 * g + 2] = _mm512_unpacklo_epi64(tg[1], tg[3]);   // 2 | 6
-        u[4 * g + 3] = _mm512_unpackhi_epi64(tg[1], tg[3]);   // 3 | 7
-    }
-    for (int k = 0; k < 4; k++) {
-        out[k] = _mm512_permutex2var_epi64(u[k], idxa, u[k + 4]);
-        out[k + 4] = _mm512_permutex2var_epi64(u[k], idxb, u[k + 4]);
-    }
-}
-
 /* Packs blocks [kb0, kb0 + kbn) of columns n0 .. n0 + nc - 1 (nc <= 32): pw gets
  * [b][kg][32][4] u8 (Q8_0: w + 128; Q4_0: the nibble), psc gets [b][32] F32 scales.
  * Columns >= nc are packed as zero weights with zero scales. */
-static void pack_q(const struct mm_job *j, int64_t n0, int64_t nc, int64_t kb0, int kbn,
-                   uint8_t *pw, float *psc, int64_t n_end)
+static void q_pack(const struct mm_job *j, void *panel, int64_t n0, int64_t nc, int64_t k0,
+                   int64_t kn, int64_t n_end)
 {
+    uint8_t *pw = panel;
+    float *psc = (float *)(pw + KCB * 1024);
+    const int64_t kb0 = k0 / 32;
+    const int kbn = (int)(kn / 32);
     // the next panel's rows [n0 + PW, n0 + 2 PW) are prefetched block by block, so
     // DRAM streams the weights while this panel is transposed (32 strided row streams
     // defeat the hardware prefetchers: 11 GB/s without, one thread)
@@ -173,7 +138,7 @@ static void pack_q(const struct mm_job *j, int64_t n0, int64_t nc, int64_t kb0, 
                     z[i] = _mm512_and_si512(_mm512_srlv_epi64(v, sh4), m4);
                 }
             }
-            transpose_8x16_epi32(z, o);
+            tr_8x16_epi32(z, o);
             uint8_t *dst = pw + (size_t)b * 1024 + (size_t)h * 64;
             for (int k = 0; k < 8; k++)
                 _mm512_store_si512(dst + k * 128, q8 ? _mm512_xor_si512(o[k], x80) : o[k]);
@@ -236,55 +201,32 @@ AI void kq(const int rt, const int C, const uint8_t *pw, const float *psc, int k
             _mm512_mask_storeu_ps(out + r * ldo + c * 16, c ? m1 : m0, f[r][c]);
 }
 
-#define KQ_ARGS pw, psc, kbn, xq, xqs, xd, xc, nbs, out, ldo, m0, m1, first
-static void kq_any(int rt, int C, const uint8_t *pw, const float *psc, int kbn, const int8_t *xq,
-                   size_t xqs, const float *xd, const int32_t *xc, size_t nbs, float *out,
-                   size_t ldo, __mmask16 m0, __mmask16 m1, bool first)
+static void q_tile(const struct mm_job *j, const void *panel, int rt, int64_t r0, int64_t n0,
+                   int64_t nc, int64_t k0, int64_t kn)
 {
-#define KQ_C(RT)                                                                            \
-    case RT:                                                                                \
-        C == 2 ? kq(RT, 2, KQ_ARGS) : kq(RT, 1, KQ_ARGS);                                   \
-        break;
-    switch (rt) {
-        KQ_C(1) KQ_C(2) KQ_C(3) KQ_C(4) KQ_C(5)
-    default:
-        C == 2 ? kq(RT_Q, 2, KQ_ARGS) : kq(RT_Q, 1, KQ_ARGS);
-        break;
-    }
-#undef KQ_C
+    const int64_t nb = j->K / 32, kb0 = k0 / 32;
+    const struct q_act a = q_layout(j->act, j->R, j->K);
+    const uint8_t *pw = panel;
+    const float *psc = (const float *)(pw + KCB * 1024);
+    const __mmask16 m0 = mask16(nc), m1 = mask16(nc - 16);
+    MM_LADDER(kq, RT_Q, rt, nc > 16 ? 2 : 1, pw, psc, (int)(kn / 32),
+              a.q + (size_t)r0 * a.qs + kb0 * 32, a.qs, a.dx + r0 * nb + kb0,
+              a.corr + r0 * nb + kb0, (size_t)nb, j->out + r0 * j->N + n0, (size_t)j->N, m0,
+              m1, k0 == 0);
 }
 
-static void run_q(const struct mm_job *j, int ith, int nth)
-{
-    const int64_t R = j->R, N = j->N, K = j->K, nb = K / 32;
-    const struct q_act a = q_layout(j->act, R, K);
-    int64_t lo, hi;
-    eng_tp_range(R, 1, ith, nth, &lo, &hi);
-    const int32_t cm = j->dt == ENG_DTYPE_Q8_0 ? -128 : -8;
-    for (int64_t r = lo; r < hi; r++)
-        quant_row(j->x + r * K, K, a.q + (size_t)r * a.qs, a.dx + r * nb, a.corr + r * nb, cm);
-    eng_tp_barrier(j->tp);
-
-    uint8_t *pw = j->pack + (size_t)ith * j->pack_bytes;
-    float *psc = (float *)(pw + KCB * 1024);
-    const int64_t kcb = R <= RT_Q ? KCB_GEMV : KCB;
-    eng_tp_range(N, 16, ith, nth, &lo, &hi);
-    for (int64_t n0 = lo; n0 < hi; n0 += PW) {
-        const int64_t nc = imin(PW, hi - n0);
-        const __mmask16 m0 = col_mask(nc), m1 = col_mask(nc - 16);
-        const int C = nc > 16 ? 2 : 1;
-        for (int64_t kb0 = 0; kb0 < nb; kb0 += kcb) {
-            const int kbn = (int)imin(kcb, nb - kb0);
-            pack_q(j, n0, nc, kb0, kbn, pw, psc, hi);
-            for (int64_t r0 = 0; r0 < R; r0 += RT_Q) {
-                const int rt = (int)imin(RT_Q, R - r0);
-                kq_any(rt, C, pw, psc, kbn, a.q + (size_t)r0 * a.qs + kb0 * 32, a.qs,
-                       a.dx + r0 * nb + kb0, a.corr + r0 * nb + kb0, (size_t)nb,
-                       j->out + r0 * N + n0, (size_t)N, m0, m1, kb0 == 0);
-            }
-        }
-    }
-}
+static const struct mm_kind kind_q = {
+    .act_bytes = q_act_bytes,
+    .act_row = q_act_row,
+    .rv = 0,
+    .pw = PW,
+    .rt = RT_Q,
+    .kc = KCB * 32,
+    .kc_small = KCB_GEMV * 32,
+    .panel_bytes = KCB * 1024 + KCB * PW * sizeof(float),
+    .pack = q_pack,
+    .tile = q_tile,
+};
 
 /* ------------------------------------------------------------------------------------- */
 /* float weights: row-wise kernel for decode                                               */
@@ -319,7 +261,7 @@ AI void gv_f(const int R, const int J, bool f16, const uint8_t *w, size_t ws, co
         }
     }
     if (k < K) {
-        const __mmask16 m = col_mask(K - k);
+        const __mmask16 m = mask16(K - k);
         for (int jj = 0; jj < J; jj++) {
             const __m512 wv = load_w16(f16, wr[jj], k, m);
             for (int r = 0; r < R; r++)
@@ -332,8 +274,9 @@ AI void gv_f(const int R, const int J, bool f16, const uint8_t *w, size_t ws, co
             out[r * N + n + jj] = _mm512_reduce_add_ps(acc[r][jj]);
 }
 
-static void gemv_f(const struct mm_job *j, int64_t lo, int64_t hi)
+static void f_gemv(const struct mm_job *j, void *scratch, int64_t lo, int64_t hi)
 {
+    (void)scratch;
     const bool f16 = j->dt == ENG_DTYPE_F16;
     const int64_t K = j->K, N = j->N;
     int64_t n = lo;
@@ -360,47 +303,23 @@ static void gemv_f(const struct mm_job *j, int64_t lo, int64_t hi)
 /* ------------------------------------------------------------------------------------- */
 /* float weights: packed panels for prefill                                                */
 
-/* r[i] = 16 floats of row i; on return r[c] = column c (16x16 transpose, 64 shuffles). */
-AI void transpose_16x16(__m512 r[16])
-{
-    __m512 t[16], u[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int g = 0; g < 4; g++) {   // rows 4g .. 4g+3; u[4g+e] = element e of each lane
-        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
-        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
-    }
-    for (int e = 0; e < 4; e++) {
-        const __m512 alo = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);
-        const __m512 ahi = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xdd);
-        const __m512 blo = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
-        const __m512 bhi = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xdd);
-        r[e] = _mm512_shuffle_f32x4(alo, blo, 0x88);
-        r[8 + e] = _mm512_shuffle_f32x4(alo, blo, 0xdd);
-        r[4 + e] = _mm512_shuffle_f32x4(ahi, bhi, 0x88);
-        r[12 + e] = _mm512_shuffle_f32x4(ahi, bhi, 0xdd);
-    }
-}
-
 /* pw[k][32] = F32 weights of columns n0 .. n0+nc-1, k in [k0, k0 + kcn); zero beyond nc. */
-static void pack_f(const struct mm_job *j, int64_t n0, int64_t nc, int64_t k0, int64_t kcn,
-                   float *pw)
+static void f_pack(const struct mm_job *j, void *panel, int64_t n0, int64_t nc, int64_t k0,
+                   int64_t kcn, int64_t n_end)
 {
+    (void)n_end;
+    float *pw = panel;
     const bool f16 = j->dt == ENG_DTYPE_F16;
     for (int h = 0; h * 16 < nc; h++) {
         for (int64_t kk = 0; kk < kcn; kk += 16) {
-            const __mmask16 m = col_mask(kcn - kk);
+            const __mmask16 m = mask16(kcn - kk);
             __m512 r[16];
             for (int i = 0; i < 16; i++) {
                 const int64_t n = n0 + h * 16 + i;
                 r[i] = n < n0 + nc ? load_w16(f16, j->w + (size_t)n * j->ws, k0 + kk, m)
                                    : _mm512_setzero_ps();
             }
-            transpose_16x16(r);
+            tr_16x16_ps(r);
             for (int i = 0; i < 16; i++)
                 _mm512_store_ps(pw + (kk + i) * PW + h * 16, r[i]);
         }
@@ -432,72 +351,50 @@ AI void kf(const int rt, const int C, const float *pw, int64_t kcn, const float 
             _mm512_mask_storeu_ps(out + r * ldo + c * 16, c ? m1 : m0, f[r][c]);
 }
 
-#define KF_ARGS pw, kcn, x, ldx, out, ldo, m0, m1, first
-static void kf_any(int rt, int C, const float *pw, int64_t kcn, const float *x, size_t ldx,
-                   float *out, size_t ldo, __mmask16 m0, __mmask16 m1, bool first)
+static void f_tile(const struct mm_job *j, const void *panel, int rt, int64_t r0, int64_t n0,
+                   int64_t nc, int64_t k0, int64_t kn)
 {
-    if (C == 2) {
-        switch (rt) {
-        case 1: kf(1, 2, KF_ARGS); break;
-        case 2: kf(2, 2, KF_ARGS); break;
-        case 3: kf(3, 2, KF_ARGS); break;
-        case 4: kf(4, 2, KF_ARGS); break;
-        case 5: kf(5, 2, KF_ARGS); break;
-        case 6: kf(6, 2, KF_ARGS); break;
-        case 7: kf(7, 2, KF_ARGS); break;
-        default: kf(8, 2, KF_ARGS); break;
-        }
-    } else {
-        switch (rt) {
-        case 1: kf(1, 1, KF_ARGS); break;
-        case 2: kf(2, 1, KF_ARGS); break;
-        case 3: kf(3, 1, KF_ARGS); break;
-        case 4: kf(4, 1, KF_ARGS); break;
-        case 5: kf(5, 1, KF_ARGS); break;
-        case 6: kf(6, 1, KF_ARGS); break;
-        case 7: kf(7, 1, KF_ARGS); break;
-        default: kf(8, 1, KF_ARGS); break;
-        }
-    }
+    const int64_t K = j->K, N = j->N;
+    MM_LADDER(kf, RT_F, rt, nc > 16 ? 2 : 1, panel, kn, j->x + r0 * K + k0, (size_t)K,
+              j->out + r0 * N + n0, (size_t)N, mask16(nc), mask16(nc - 16), k0 == 0);
 }
 
-static void run_f(const struct mm_job *j, int ith, int nth)
-{
-    const int64_t R = j->R, N = j->N, K = j->K;
-    int64_t lo, hi;
-    eng_tp_range(N, 16, ith, nth, &lo, &hi);
-    if (R <= RV_F) {
-        gemv_f(j, lo, hi);
-        return;
-    }
-    float *pw = (float *)(j->pack + (size_t)ith * j->pack_bytes);
-    for (int64_t n0 = lo; n0 < hi; n0 += PW) {
-        const int64_t nc = imin(PW, hi - n0);
-        const __mmask16 m0 = col_mask(nc), m1 = col_mask(nc - 16);
-        const int C = nc > 16 ? 2 : 1;
-        for (int64_t k0 = 0; k0 < K; k0 += KCF) {
-            const int64_t kcn = imin(KCF, K - k0);
-            pack_f(j, n0, nc, k0, kcn, pw);
-            for (int64_t r0 = 0; r0 < R; r0 += RT_F)
-                kf_any((int)imin(RT_F, R - r0), C, pw, kcn, j->x + r0 * K + k0, (size_t)K,
-                       j->out + r0 * N + n0, (size_t)N, m0, m1, k0 == 0);
-        }
-    }
-}
+static const struct mm_kind kind_f = {
+    .rv = RV_F,
+    .gemv = f_gemv,
+    .pw = PW,
+    .rt = RT_F,
+    .kc = KCF,
+    .kc_small = KCF,
+    .panel_bytes = KCF * PW * sizeof(float),
+    .pack = f_pack,
+    .tile = f_tile,
+};
 
 /* ------------------------------------------------------------------------------------- */
 /* BF16 weights: x rounded to BF16 (RNE), products summed in F32 by vdpbf16ps              */
 
 static size_t bf_stride(int64_t K)   /* BF16 elements per converted row of x */
 {
-    return (size_t)round_up(K, 32);
+    return (size_t)mm_round_up(K, 32);
 }
 
-static void bf16_row(const float *x, int64_t K, uint16_t *dst)
+static size_t bf_act_bytes(int64_t R, int64_t K)
 {
+    size_t b;
+    if (__builtin_mul_overflow((size_t)R, bf_stride(K) * 2, &b))
+        return SIZE_MAX;
+    return b;
+}
+
+static void bf_act_row(const struct mm_job *j, int64_t r)
+{
+    const int64_t K = j->K;
+    const float *x = j->x + r * K;
+    uint16_t *dst = (uint16_t *)j->act + (size_t)r * bf_stride(K);
     for (int64_t k = 0; k < K; k += 32) {
-        const __m512 a = _mm512_maskz_loadu_ps(col_mask(K - k), x + k);
-        const __m512 b = _mm512_maskz_loadu_ps(col_mask(K - k - 16), x + k + 16);
+        const __m512 a = _mm512_maskz_loadu_ps(mask16(K - k), x + k);
+        const __m512 b = _mm512_maskz_loadu_ps(mask16(K - k - 16), x + k + 16);
         _mm512_storeu_si512(dst + k, (__m512i)_mm512_cvtne2ps_pbh(b, a));
     }
 }
@@ -527,8 +424,10 @@ AI void gv_bf(const int R, const int J, const uint8_t *w, size_t ws, const uint1
             out[r * N + n + jj] = _mm512_reduce_add_ps(acc[r][jj]);
 }
 
-static void gemv_bf(const struct mm_job *j, const uint16_t *xb, int64_t lo, int64_t hi)
+static void bf_gemv(const struct mm_job *j, void *scratch, int64_t lo, int64_t hi)
 {
+    (void)scratch;
+    const uint16_t *xb = j->act;
     const int64_t K = j->K, N = j->N;
     const size_t xs = bf_stride(K);
     int64_t n = lo;
@@ -549,13 +448,16 @@ static void gemv_bf(const struct mm_job *j, const uint16_t *xb, int64_t lo, int6
 }
 
 /* pw[p][32] = BF16 pairs (k = 2p, 2p+1) of columns n0 .. n0+nc-1, pairs [p0, p0 + pcn). */
-static void pack_bf(const struct mm_job *j, int64_t n0, int64_t nc, int64_t p0, int64_t pcn,
-                    uint32_t *pw)
+static void bf_pack(const struct mm_job *j, void *panel, int64_t n0, int64_t nc, int64_t k0,
+                    int64_t kn, int64_t n_end)
 {
+    (void)n_end;
+    uint32_t *pw = panel;
+    const int64_t p0 = k0 / 2, pcn = (kn + 1) / 2;
     const int64_t K = j->K, full = K / 2;   // pairs lying wholly inside a row
     for (int h = 0; h * 16 < nc; h++) {
         for (int64_t pp = 0; pp < pcn; pp += 16) {
-            const __mmask16 m = col_mask(imin(pcn - pp, full - (p0 + pp)));
+            const __mmask16 m = mask16(mm_imin(pcn - pp, full - (p0 + pp)));
             __m512 r[16];
             for (int i = 0; i < 16; i++) {
                 const int64_t n = n0 + h * 16 + i;
@@ -563,7 +465,7 @@ static void pack_bf(const struct mm_job *j, int64_t n0, int64_t nc, int64_t p0, 
                                                                   (size_t)(p0 + pp) * 4)
                                    : _mm512_setzero_ps();
             }
-            transpose_16x16(r);
+            tr_16x16_ps(r);
             for (int i = 0; i < 16; i++)
                 _mm512_store_ps((float *)(pw + (pp + i) * PW + h * 16), r[i]);
         }
@@ -602,117 +504,41 @@ AI void kb(const int rt, const int C, const uint32_t *pw, int64_t pcn, const uin
             _mm512_mask_storeu_ps(out + r * ldo + c * 16, c ? m1 : m0, f[r][c]);
 }
 
-#define KB_ARGS pw, pcn, x, ldx, out, ldo, m0, m1, first
-static void kb_any(int rt, int C, const uint32_t *pw, int64_t pcn, const uint32_t *x,
-                   size_t ldx, float *out, size_t ldo, __mmask16 m0, __mmask16 m1, bool first)
+static void bf_tile(const struct mm_job *j, const void *panel, int rt, int64_t r0, int64_t n0,
+                    int64_t nc, int64_t k0, int64_t kn)
 {
-    if (C == 2) {
-        switch (rt) {
-        case 1: kb(1, 2, KB_ARGS); break;
-        case 2: kb(2, 2, KB_ARGS); break;
-        case 3: kb(3, 2, KB_ARGS); break;
-        case 4: kb(4, 2, KB_ARGS); break;
-        case 5: kb(5, 2, KB_ARGS); break;
-        case 6: kb(6, 2, KB_ARGS); break;
-        case 7: kb(7, 2, KB_ARGS); break;
-        default: kb(8, 2, KB_ARGS); break;
-        }
-    } else {
-        switch (rt) {
-        case 1: kb(1, 1, KB_ARGS); break;
-        case 2: kb(2, 1, KB_ARGS); break;
-        case 3: kb(3, 1, KB_ARGS); break;
-        case 4: kb(4, 1, KB_ARGS); break;
-        case 5: kb(5, 1, KB_ARGS); break;
-        case 6: kb(6, 1, KB_ARGS); break;
-        case 7: kb(7, 1, KB_ARGS); break;
-        default: kb(8, 1, KB_ARGS); break;
-        }
-    }
+    const size_t xs = bf_stride(j->K);
+    const uint16_t *xb = j->act;
+    const int64_t N = j->N, p0 = k0 / 2;
+    MM_LADDER(kb, RT_F, rt, nc > 16 ? 2 : 1, panel, (kn + 1) / 2,
+              (const uint32_t *)(xb + (size_t)r0 * xs) + p0, xs / 2, j->out + r0 * N + n0,
+              (size_t)N, mask16(nc), mask16(nc - 16), p0 == 0);
 }
 
-static void run_bf(const struct mm_job *j, int ith, int nth)
-{
-    const int64_t R = j->R, N = j->N, K = j->K;
-    uint16_t *xb = j->act;
-    const size_t xs = bf_stride(K);
-    int64_t lo, hi;
-    eng_tp_range(R, 1, ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++)
-        bf16_row(j->x + r * K, K, xb + (size_t)r * xs);
-    eng_tp_barrier(j->tp);
-    eng_tp_range(N, 16, ith, nth, &lo, &hi);
-    if (R <= RV_B) {
-        gemv_bf(j, xb, lo, hi);
-        return;
-    }
-    uint32_t *pw = (uint32_t *)(j->pack + (size_t)ith * j->pack_bytes);
-    const int64_t np = (K + 1) / 2;
-    for (int64_t n0 = lo; n0 < hi; n0 += PW) {
-        const int64_t nc = imin(PW, hi - n0);
-        const __mmask16 m0 = col_mask(nc), m1 = col_mask(nc - 16);
-        const int C = nc > 16 ? 2 : 1;
-        for (int64_t p0 = 0; p0 < np; p0 += KCP) {
-            const int64_t pcn = imin(KCP, np - p0);
-            pack_bf(j, n0, nc, p0, pcn, pw);
-            for (int64_t r0 = 0; r0 < R; r0 += RT_F)
-                kb_any((int)imin(RT_F, R - r0), C, pw, pcn,
-                       (const uint32_t *)(xb + (size_t)r0 * xs) + p0, xs / 2,
-                       j->out + r0 * N + n0, (size_t)N, m0, m1, p0 == 0);
-        }
-    }
-}
+static const struct mm_kind kind_bf = {
+    .act_bytes = bf_act_bytes,
+    .act_row = bf_act_row,
+    .rv = RV_B,
+    .gemv = bf_gemv,
+    .pw = PW,
+    .rt = RT_F,
+    .kc = 2 * KCP,
+    .kc_small = 2 * KCP,
+    .panel_bytes = KCP * PW * sizeof(uint32_t),
+    .pack = bf_pack,
+    .tile = bf_tile,
+};
 
 /* ------------------------------------------------------------------------------------- */
 
-static size_t act_bytes(enum eng_dtype dt, int64_t R, int64_t K)
+static const struct mm_kind *mm_kind_of(enum eng_dtype dt)
 {
-    size_t rows;
     switch (dt) {
     case ENG_DTYPE_Q8_0:
-    case ENG_DTYPE_Q4_0:    // q (R, round_up(K, 64)) + dx, corr (R, K/32)
-        if (__builtin_mul_overflow((size_t)R, (size_t)round_up(K, 64) + (size_t)K / 32 * 8, &rows))
-            return SIZE_MAX;
-        return rows;
-    case ENG_DTYPE_BF16:
-        if (__builtin_mul_overflow((size_t)R, bf_stride(K) * 2, &rows))
-            return SIZE_MAX;
-        return rows;
-    default:
-        return 0;
+    case ENG_DTYPE_Q4_0: return &kind_q;
+    case ENG_DTYPE_F32:
+    case ENG_DTYPE_F16: return &kind_f;
+    case ENG_DTYPE_BF16: return &kind_bf;
+    default: return NULL;
     }
-}
-
-static size_t pack_bytes(enum eng_dtype dt, int64_t R, int64_t K)
-{
-    (void)K;
-    switch (dt) {
-    case ENG_DTYPE_Q8_0:
-    case ENG_DTYPE_Q4_0: return KCB * 1024 + KCB * PW * sizeof(float);
-    case ENG_DTYPE_BF16: return R <= RV_B ? 0 : KCP * PW * sizeof(uint32_t);
-    default: return R <= RV_F ? 0 : KCF * PW * sizeof(float);
-    }
-}
-
-static void worker(void *arg, int ith, int nth)
-{
-    const struct mm_job *j = arg;
-    switch (j->dt) {
-    case ENG_DTYPE_Q8_0:
-    case ENG_DTYPE_Q4_0: run_q(j, ith, nth); break;
-    case ENG_DTYPE_BF16: run_bf(j, ith, nth); break;
-    default: run_f(j, ith, nth); break;
-    }
-}
-
-static const struct mm_level_ops avx512_ops = {
-    .name = "avx512",
-    .act_bytes = act_bytes,
-    .pack_bytes = pack_bytes,
-    .worker = worker,
-};
-
-const struct mm_level_ops *eng_cpu_mm_ops_avx512(void)
-{
-    return &avx512_ops;
 }

@@ -1,0 +1,54 @@
+/* engine/cpu/mm_tmpl.h: the matmul driver, written once and compiled into every level
+ * (level_scalar.c, level_avx2.c, level_avx512.c). Not a header to include elsewhere: the
+ * includer has defined its kinds and mm_kind_of (mm_<isa>.h; the contract is in
+ * mm_impl.h). Defines the level's three matmul entries of struct eng_cpu_kernels:
+ * mm_act_bytes, mm_pack_bytes and mm_worker (the pool worker, arg: struct mm_job). */
+#ifndef ORTHOD_ENGINE_CPU_MM_IMPL_H
+#error "include mm_impl.h and the level's mm_<isa>.h before mm_tmpl.h"
+#endif
+
+static size_t mm_act_bytes(enum eng_dtype dt, int64_t R, int64_t K)
+{
+    const struct mm_kind *kd = mm_kind_of(dt);
+    return kd && kd->act_bytes ? kd->act_bytes(R, K) : 0;
+}
+
+static size_t mm_pack_bytes(enum eng_dtype dt, int64_t R, int64_t K)
+{
+    const struct mm_kind *kd = mm_kind_of(dt);
+    if (!kd)
+        return 0;
+    if (R <= kd->rv)
+        return kd->gemv_bytes ? kd->gemv_bytes(K) : 0;
+    return kd->panel_bytes;
+}
+
+static void mm_worker(void *arg, int ith, int nth)
+{
+    const struct mm_job *j = arg;
+    const struct mm_kind *kd = mm_kind_of(j->dt);
+    const int64_t R = j->R, N = j->N, K = j->K;
+    int64_t lo, hi;
+    if (kd->act_row) {   // every thread converts a share of x's rows; all use all of them
+        eng_tp_range(R, 1, ith, nth, &lo, &hi);
+        for (int64_t r = lo; r < hi; r++)
+            kd->act_row(j, r);
+        eng_tp_barrier(j->tp);
+    }
+    uint8_t *scratch = j->pack + (size_t)ith * j->pack_bytes;
+    eng_tp_range(N, 16, ith, nth, &lo, &hi);
+    if (R <= kd->rv) {
+        kd->gemv(j, scratch, lo, hi);
+        return;
+    }
+    const int64_t kc = R <= kd->rt ? kd->kc_small : kd->kc;
+    for (int64_t n0 = lo; n0 < hi; n0 += kd->pw) {
+        const int64_t nc = mm_imin(kd->pw, hi - n0);
+        for (int64_t k0 = 0; k0 < K; k0 += kc) {
+            const int64_t kn = mm_imin(kc, K - k0);
+            kd->pack(j, scratch, n0, nc, k0, kn, hi);
+            for (int64_t r0 = 0; r0 < R; r0 += kd->rt)
+                kd->tile(j, scratch, (int)mm_imin(kd->rt, R - r0), r0, n0, nc, k0, kn);
+        }
+    }
+}
