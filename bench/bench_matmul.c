@@ -7,9 +7,14 @@
  * Prints the median over --reps passes: time, tokens/s (matmuls only), GFLOP/s, GB/s of
  * weights read, and the fastest pass (a shared machine's noise shows as median >> min).
  * Random N(0, 0.02)-like weights; timing only, no checking (the tests do that).
+ * "cpu ms" is the median CPU time of the calling thread (thread 0): with one thread it
+ * leaves out the time the thread waited for a core, so it moves less when the machine
+ * is shared; with more threads it includes thread 0's waits for the others.
  *   bench_matmul [--model 15M|110M|all] [--dtype f32,f16,bf16,q8_0,q4_0]
  *                [--threads 1,2] [--rows 1,512] [--reps 5] [--level scalar|avx2|avx512]
- *                [--detail]      (also each matrix shape alone, 1 row and R rows) */
+ *                [--detail]      (also each matrix shape alone, 1 row and R rows)
+ *                [--stream MiB]  (only a plain read loop over MiB of memory per thread
+ *                                 count: what the cores stream, for the GB/s above) */
 #include "../engine/cpu/cpu.h"
 
 #include <math.h>
@@ -39,12 +44,20 @@ struct opts {
     int reps;
     int level;        /* -1: best available */
     bool detail;
+    int stream_mib;   /* > 0: the streaming-read test only */
 };
 
 static double now(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void)   /* CPU time of the calling thread */
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
@@ -189,6 +202,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
         } else if (strcmp(a, "--rows") == 0) {
             if ((o->n_rows = parse_list(v, o->rows, MAX_LIST)) <= 0)
                 return -1;
+        } else if (strcmp(a, "--stream") == 0) {
+            o->stream_mib = atoi(v);
+            if (o->stream_mib < 1 || o->stream_mib > 65536)
+                return -1;
         } else if (strcmp(a, "--reps") == 0) {
             o->reps = atoi(v);
             if (o->reps < 1 || o->reps > 1000)
@@ -207,9 +224,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
 /* one pass of the model's matmuls with R rows; returns seconds */
 static double run_pass(eng_cpu_mm_t *mm, eng_tp_t *tp, const struct model *m,
-                       const struct model_shape *s, int R, const float *x, float *out, int *err)
+                       const struct model_shape *s, int R, const float *x, float *out, int *err,
+                       double *cpu)
 {
-    const double t0 = now();
+    const double t0 = now(), c0 = cpu_now();
     for (int i = 0; i < m->n_w - 1; i++) {
         const int rc = eng_cpu_mm_run(mm, tp, out, x, R, &m->w[i]);
         if (rc < 0)
@@ -219,7 +237,67 @@ static double run_pass(eng_cpu_mm_t *mm, eng_tp_t *tp, const struct model *m,
     if (rc < 0)
         *err = rc;
     (void)s;
+    *cpu = cpu_now() - c0;
     return now() - t0;
+}
+
+/* --- the plain streaming read: each thread sums its share of the buffer --------------- */
+struct stream_job {
+    const uint64_t *p;
+    int64_t n;                   /* words */
+    uint64_t sum[64 * 8];        /* per thread, a cache line apart */
+};
+
+static void stream_worker(void *arg, int ith, int nth)
+{
+    struct stream_job *j = arg;
+    int64_t lo, hi;
+    eng_tp_range(j->n, 64, ith, nth, &lo, &hi);
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    for (int64_t i = lo; i < hi; i += 8) {   // one cache line per iteration
+        s0 += j->p[i];
+        s1 += j->p[i + 1];
+        s2 += j->p[i + 2];
+        s3 += j->p[i + 3];
+        s4 += j->p[i + 4];
+        s5 += j->p[i + 5];
+        s6 += j->p[i + 6];
+        s7 += j->p[i + 7];
+    }
+    j->sum[(ith % 64) * 8] = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+}
+
+static int run_stream(const struct opts *o, double *times)
+{
+    const size_t bytes = (size_t)o->stream_mib << 20;
+    uint64_t *buf = aligned_alloc(4096, bytes);
+    static struct stream_job job;
+    if (!buf)
+        return 1;
+    memset(buf, 1, bytes);
+    job.p = buf;
+    job.n = (int64_t)(bytes / 8);
+    printf("# plain read loop over %d MiB (8 uint64 sums per 64-byte line, compiled for the\n"
+           "# baseline ISA); median and best of %d passes after one warm-up\n",
+           o->stream_mib, o->reps);
+    printf("%3s %10s %10s %10s\n", "thr", "ms/pass", "GB/s", "best GB/s");
+    for (int ti = 0; ti < o->n_threads; ti++) {
+        eng_tp_t *tp;
+        if (eng_tp_new(o->threads[ti], &tp) < 0)
+            return 1;
+        eng_tp_run(tp, stream_worker, &job);
+        for (int rep = 0; rep < o->reps; rep++) {
+            const double t0 = now();
+            eng_tp_run(tp, stream_worker, &job);
+            times[rep] = now() - t0;
+        }
+        const double t = median(times, o->reps);
+        printf("%3d %10.3f %10.1f %10.1f\n", o->threads[ti], t * 1e3, (double)bytes / t * 1e-9,
+               (double)bytes / times[0] * 1e-9);
+        eng_tp_free(tp);
+    }
+    free(buf);
+    return 0;   // (job.sum is stored through a pointer: the loop stays)
 }
 
 static double pass_flops(const struct model_shape *s, int R)
@@ -234,7 +312,7 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &o) < 0) {
         fprintf(stderr, "usage: bench_matmul [--model 15M|110M|all]"
                         " [--dtype f32,f16,bf16,q8_0,q4_0] [--threads 1,2] [--rows 1,512]"
-                        " [--reps 5] [--level scalar|avx2|avx512] [--detail]\n");
+                        " [--reps 5] [--level scalar|avx2|avx512] [--detail] [--stream MiB]\n");
         return 2;
     }
     struct eng_cpu_features f;
@@ -247,15 +325,24 @@ int main(int argc, char **argv)
            eng_cpu_level_name((enum eng_cpu_level)level), feats);
     printf("# median of %d passes; pass = all layer matmuls with R rows"
            " + output matrix with 1 row\n", o.reps);
-    printf("%-12s %-5s %3s %4s %10s %10s %9s %8s %10s\n", "model", "dtype", "thr", "R",
-           "ms/pass", "tok/s", "GFLOP/s", "GB/s", "min ms");
+    double *times = malloc((size_t)o.reps * sizeof(double));
+    double *ctimes = malloc((size_t)o.reps * sizeof(double));
+    if (!times || !ctimes)
+        return 1;
+    if (o.stream_mib > 0) {
+        const int rc = run_stream(&o, times);
+        free(times);
+        free(ctimes);
+        return rc;
+    }
+    printf("%-12s %-5s %3s %4s %10s %10s %9s %8s %10s %10s\n", "model", "dtype", "thr", "R",
+           "ms/pass", "tok/s", "GFLOP/s", "GB/s", "min ms", "cpu ms");
     int maxr = 1;
     for (int i = 0; i < o.n_rows; i++)
         maxr = o.rows[i] > maxr ? o.rows[i] : maxr;
     const size_t xn = (size_t)maxr * 2048, on = (size_t)maxr * 32000;
     float *x = malloc(xn * sizeof(float)), *out = malloc(on * sizeof(float));
-    double *times = malloc((size_t)o.reps * sizeof(double));
-    if (!x || !out || !times)
+    if (!x || !out)
         return 1;
     uint64_t rng = 2463534242ULL;
     for (size_t i = 0; i < xn; i++)
@@ -280,14 +367,15 @@ int main(int argc, char **argv)
                     return 1;
                 for (int ri = 0; ri < o.n_rows; ri++) {
                     const int R = o.rows[ri];
-                    run_pass(mm, tp, &m, s, R, x, out, &err);   // warm-up: scratch, page-in
+                    double c;
+                    run_pass(mm, tp, &m, s, R, x, out, &err, &c);   // warm-up: scratch, page-in
                     for (int rep = 0; rep < o.reps; rep++)
-                        times[rep] = run_pass(mm, tp, &m, s, R, x, out, &err);
+                        times[rep] = run_pass(mm, tp, &m, s, R, x, out, &err, &ctimes[rep]);
                     const double t = median(times, o.reps);   // (sorts times)
-                    printf("%-12s %-5s %3d %4d %10.3f %10.1f %9.1f %8.1f %10.3f\n", s->name,
-                           eng_dtype_name(o.dt[di]), o.threads[ti], R, t * 1e3, R / t,
+                    printf("%-12s %-5s %3d %4d %10.3f %10.1f %9.1f %8.1f %10.3f %10.3f\n",
+                           s->name, eng_dtype_name(o.dt[di]), o.threads[ti], R, t * 1e3, R / t,
                            pass_flops(s, R) / t * 1e-9, (double)m.bytes / t * 1e-9,
-                           times[0] * 1e3);
+                           times[0] * 1e3, median(ctimes, o.reps) * 1e3);
                     fflush(stdout);
                 }
                 if (o.detail) {
@@ -323,6 +411,7 @@ int main(int argc, char **argv)
     free(x);
     free(out);
     free(times);
+    free(ctimes);
     if (err) {
         fprintf(stderr, "bench_matmul: a matmul failed (%d)\n", err);
         return 1;

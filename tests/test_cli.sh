@@ -49,6 +49,20 @@ expect 2 "--bogus" -- config --bogus
 expect 2 "--bogus" -- generate --bogus
 expect 2 "--bogus" -- tokenize --bogus
 expect 2 "--bogus" -- bench --bogus
+expect 2 "--save writes the --random-model" -- bench --model x.gguf --save "$TMP/x.gguf"
+
+# bench --save writes the random model; the file loads and benchmarks at a depth
+expect 0 "tg4 @ d40" -- bench --random-model tiny --dtype q8_0 --save "$TMP/tiny.gguf" \
+    --prompt-tokens 8 --gen-tokens 4 --depth 40 --repetitions 1 --threads 1
+expect 0 '"depth":40' -- bench --model "$TMP/tiny.gguf" --prompt-tokens 8 --gen-tokens 4 \
+    --depth 40 --batch 2 --repetitions 1 --threads 1 --json
+# the depth is really in the cache: 40 + 4 tokens do not fit a 42-token context, 44 do
+expect 1 "decode failed: too large" -- bench --model "$TMP/tiny.gguf" --prompt-tokens 0 \
+    --gen-tokens 4 --depth 40 --ctx-size 42 --repetitions 1 --threads 1
+expect 0 "tg4 @ d40" -- bench --model "$TMP/tiny.gguf" --prompt-tokens 0 --gen-tokens 4 \
+    --depth 40 --ctx-size 44 --repetitions 1 --threads 1
+expect 0 '"dtype":"q8_0"' -- bench --model "$TMP/tiny.gguf" --prompt-tokens 0 --gen-tokens 2 \
+    --repetitions 1 --threads 1 --json
 
 printf 'port = 9100\nhost = ::1\n' >"$TMP/good.conf"
 expect 0 "port = 9200" -- config --config "$TMP/good.conf" --port 9200

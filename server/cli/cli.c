@@ -49,9 +49,11 @@ int cli_model_open(const struct cli_model_spec *spec, eng_backend_t **be, eng_mo
             eng_backend_free(*be);
             return 2;
         }
-        eng_gguf_t *g;
-        if ((rc = eng_random_model_build(&rm, &g, &eb)) < 0 ||
-            (rc = eng_model_from_gguf(g, &mp, m, &eb)) < 0) {
+        eng_gguf_t *g = NULL;
+        if ((rc = eng_random_model_build(&rm, &g, &eb)) >= 0 && spec->save &&
+            (rc = eng_gguf_write(g, spec->save, &eb)) < 0)
+            eng_gguf_free(g);   // (eng_model_from_gguf owns g from here on)
+        if (rc < 0 || (rc = eng_model_from_gguf(g, &mp, m, &eb)) < 0) {
             fprintf(stderr, "orthod: random model '%s': %s\n", spec->random_shape,
                     eb.msg[0] ? eb.msg : err_str(rc));
             eng_backend_free(*be);

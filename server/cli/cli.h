@@ -11,6 +11,7 @@ struct cli_model_spec {
     const char *random_shape; /* eng_random_model shape */
     const char *dtype;        /* random model dtype ("f16") */
     uint64_t seed;
+    const char *save;         /* random model: also written to this GGUF file (NULL: not) */
     const char *device;       /* "cpu", "cuda:0" */
     int threads;              /* <= 0: all CPUs */
 };
