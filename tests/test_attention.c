@@ -48,6 +48,10 @@ static const struct att_case cases[] = {
     {"group32 (reference path)", 32, 1, 32, 16, ENG_DTYPE_F32, 1.0f, 1, {{3, 5}}},
     {"sharp scores", 4, 4, 64, 16, ENG_DTYPE_F16, 12.0f, 2, {{33, 0}, {2, 60}}},
     {"long decode mha hs64", 4, 4, 64, 16, ENG_DTYPE_F16, 1.0f, 1, {{1, 2000}}},
+    /* one query row per KV head (decode without GQA): the row kernel, chunk tails too */
+    {"decode mha hs128 sharp", 8, 8, 128, 16, ENG_DTYPE_F16, 6.0f, 4,
+     {{1, 0}, {1, 37}, {1, 513}, {1, 95}}},
+    {"decode mha hs16 bs8", 3, 3, 16, 8, ENG_DTYPE_F16, 1.0f, 2, {{1, 5}, {1, 260}}},
     {"long prefill tail", 2, 1, 80, 16, ENG_DTYPE_F32, 2.0f, 2, {{17, 500}, {40, 0}}},
     /* few (sequence, KV head) pairs, long contexts: keys split across threads */
     {"split decode gqa8 hs64", 8, 1, 64, 16, ENG_DTYPE_F16, 3.0f, 1, {{1, 3000}}},

@@ -19,6 +19,7 @@
 
 #define ATT_QT 16          /* query rows per tile */
 #define ATT_KB 16          /* keys per chunk */
+#define ATT_PF 2           /* chunks of K/V rows prefetched ahead */
 
 struct att_job {
     const struct eng_step *st;

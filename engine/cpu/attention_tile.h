@@ -264,6 +264,96 @@ static inline void att_pv1(float *o, float c, const float *p, const float *vf, i
     }
 }
 
+/* Prefetches the K and V rows (this tile's head) of keys [p0, p1): the cache rows of
+ * consecutive keys are a row stride apart and one key needs only its head's part, so
+ * without this each chunk waits for DRAM latency once per row. */
+static inline void att_prefetch(const struct att_job *j, const int32_t *bt, int32_t p0,
+                                int32_t p1, size_t koff, size_t voff, size_t row_bytes)
+{
+    const char *kb = (const char *)j->kc->data + koff, *vb = (const char *)j->vc->data + voff;
+    for (int32_t p = p0; p < p1; p++) {
+        const size_t slot = (size_t)bt[p / j->bs] * (size_t)j->bs + (size_t)(p % j->bs);
+        for (size_t c = 0; c < row_bytes; c += 64) {
+            __builtin_prefetch(kb + slot * j->kc->nb[1] + c);
+            __builtin_prefetch(vb + slot * j->vc->nb[1] + c);
+        }
+    }
+}
+
+#if defined(__AVX512F__)
+/* One query row (decode without GQA) against keys [pb, pe), all visible, F16 cache, hs a
+ * multiple of 16 (<= 256): no F32 copy of the keys and values. Per chunk of 16 keys each
+ * K row is converted and dotted with q in registers and one transposing tree gives the 16
+ * scores; then the online softmax and, per key, o += p * v with the V row converted on
+ * the fly. (m, l, o) carry the running state in and out. */
+static void att_row_f16(const struct att_job *j, const int32_t *bt, const float *q,
+                        int32_t pb, int32_t pe, size_t koff, size_t voff, float *m_io,
+                        float *l_io, float *o)
+{
+    const int32_t nv = j->hs / 16, bs = j->bs;
+    const uint8_t *kb = (const uint8_t *)j->kc->data + koff, *vb = (const uint8_t *)j->vc->data + voff;
+    const size_t ks = j->kc->nb[1], vs = j->vc->nb[1], row_bytes = (size_t)j->hs * 2;
+    __m512 qv[16], ov[16];
+    for (int32_t v = 0; v < nv; v++) {
+        qv[v] = _mm512_loadu_ps(q + 16 * v);
+        ov[v] = _mm512_loadu_ps(o + 16 * v);
+    }
+    float m = *m_io, l = *l_io;
+    int32_t pf = pb + ATT_PF * ATT_KB < pe ? pb + ATT_PF * ATT_KB : pe;
+    att_prefetch(j, bt, pb, pf, koff, voff, row_bytes);
+    for (int32_t p0 = pb; p0 < pe; p0 += ATT_KB) {
+        const int32_t nk = pe - p0 < ATT_KB ? pe - p0 : ATT_KB;
+        if (pf < pe) {
+            const int32_t pf1 = pf + ATT_KB < pe ? pf + ATT_KB : pe;
+            att_prefetch(j, bt, pf, pf1, koff, voff, row_bytes);
+            pf = pf1;
+        }
+        const uint8_t *vr[ATT_KB];
+        __m512 acc[ATT_KB];
+        for (int32_t jj = 0; jj < ATT_KB; jj++) {
+            if (jj >= nk) {
+                acc[jj] = _mm512_setzero_ps();
+                continue;
+            }
+            const int32_t p = p0 + jj;
+            const size_t slot = (size_t)bt[p / bs] * (size_t)bs + (size_t)(p % bs);
+            const uint8_t *kr = kb + slot * ks;
+            vr[jj] = vb + slot * vs;
+            __m512 a = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kr)), qv[0]);
+            for (int32_t v = 1; v < nv; v++)
+                a = _mm512_fmadd_ps(
+                    _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kr + 32 * v))), qv[v], a);
+            acc[jj] = a;
+        }
+        const __mmask16 live = mask16(nk);
+        const __m512 sc = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), live,
+                                             _mm512_mul_ps(hsum16x16_ps(acc),
+                                                           _mm512_set1_ps(j->scale)));
+        const float mb = _mm512_reduce_max_ps(sc), mn = mb > m ? mb : m;
+        const float c = att_exp(m - mn);
+        const __m512 pv = _mm512_maskz_mov_ps(live, exp16(_mm512_sub_ps(sc, _mm512_set1_ps(mn))));
+        l = l * c + _mm512_reduce_add_ps(pv);
+        m = mn;
+        float pbuf[ATT_KB];
+        _mm512_storeu_ps(pbuf, pv);
+        const __m512 cv = _mm512_set1_ps(c);
+        for (int32_t v = 0; v < nv; v++)
+            ov[v] = _mm512_mul_ps(ov[v], cv);
+        for (int32_t jj = 0; jj < nk; jj++) {
+            const __m512 pj = _mm512_set1_ps(pbuf[jj]);
+            for (int32_t v = 0; v < nv; v++)
+                ov[v] = _mm512_fmadd_ps(
+                    _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vr[jj] + 32 * v))), pj,
+                    ov[v]);
+        }
+    }
+    for (int32_t v = 0; v < nv; v++)
+        _mm512_storeu_ps(o + 16 * v, ov[v]);
+    *m_io = m;
+    *l_io = l;
+}
+#endif
+
 /* Token range of tile `tile` of sequence s: order[*first .. *first + *na). */
 static inline void att_tile_tokens(const struct att_job *j, int32_t s, int64_t tile,
                                    int32_t *first, int32_t *na)
@@ -313,8 +403,25 @@ static void att_tile(const struct att_job *j, float *sc, int32_t s, int64_t tile
     const int32_t n_chunks = maxpos / ATT_KB + 1;
     const int32_t c0 = (int32_t)((int64_t)split * n_chunks / j->nsplit);
     const int32_t c1 = (int32_t)((int64_t)(split + 1) * n_chunks / j->nsplit);
-    for (int32_t p0 = c0 * ATT_KB; p0 < c1 * ATT_KB && p0 <= maxpos; p0 += ATT_KB) {
+    // keys [c0 KB, p_end), prefetched ATT_PF chunks ahead
+    int32_t p_end = c1 * ATT_KB < maxpos + 1 ? c1 * ATT_KB : maxpos + 1;
+    const size_t row_bytes = (size_t)hs * (kdt == ENG_DTYPE_F32 ? 4 : 2);
+    int32_t pf = c0 * ATT_KB + ATT_PF * ATT_KB < p_end ? c0 * ATT_KB + ATT_PF * ATT_KB : p_end;
+#if defined(__AVX512F__)
+    if (nr == 1 && kdt == ENG_DTYPE_F16 && vdt == ENG_DTYPE_F16 && hs % 16 == 0 && hs <= 256) {
+        att_row_f16(j, bt, qr[0], c0 * ATT_KB, p_end, koff, voff, &M[0], &L[0], O);
+        pf = p_end = c0 * ATT_KB;   // (the loop below has nothing left to do)
+    }
+#endif
+    if (pf > c0 * ATT_KB)
+        att_prefetch(j, bt, c0 * ATT_KB, pf, koff, voff, row_bytes);
+    for (int32_t p0 = c0 * ATT_KB; p0 < p_end; p0 += ATT_KB) {
         const int32_t nk = maxpos + 1 - p0 < ATT_KB ? maxpos + 1 - p0 : ATT_KB;
+        if (pf < p_end) {
+            const int32_t pf1 = pf + ATT_KB < p_end ? pf + ATT_KB : p_end;
+            att_prefetch(j, bt, pf, pf1, koff, voff, row_bytes);
+            pf = pf1;
+        }
         int64_t slots[ATT_KB];
         for (int32_t jj = 0; jj < nk; jj++) {
             const int32_t p = p0 + jj;

@@ -31,7 +31,10 @@
 #define KCP 128         /* K chunk of a BF16 panel, in pairs (16 KiB) */
 #define RT_Q 6          /* rows per quantized microkernel tile */
 #define RT_F 8          /* rows per float / BF16 microkernel tile */
-#define RV_F 6          /* R up to which F32/F16 weights use the row-wise (GEMV) kernel */
+#define RV_F 16         /* R up to which F32/F16 weights use the row-wise (GEMV) kernel */
+#define RX_F 3          /* R up to which that kernel reads x as it is (above: interleaved) */
+#define PF_F 8192       /* software prefetch distance (bytes) of that kernel's weight stream */
+#define RV_Q 4          /* R up to which Q8_0/Q4_0 weights use the row-wise kernel */
 #define RV_B 4          /* the same for BF16 (its vdpbf16ps GEMM wins from R = 5) */
 
 static const uint8_t zero_rows[KCB * sizeof(eng_block_q8_0) + 64];   /* stands in for rows >= N */
@@ -215,10 +218,137 @@ static void q_tile(const struct mm_job *j, const void *panel, int rt, int64_t r0
               m1, k0 == 0);
 }
 
+/* ------------------------------------------------------------------------------------- */
+/* quantized weights, row-wise (decode and small batches: R <= RV_Q)                      */
+
+/* Block b of 16 weight rows as u8 in 8 zmm, rows paired so that gq_reduce leaves row i in
+ * lane i: z[i] = [row i | row i + 4] for i < 4, [row i + 4 | row i + 8] for i >= 4, each
+ * half the block's 32 values in k order (Q8_0: w + 128; Q4_0: the nibbles). */
+AI void gq_load(bool q8, const uint8_t *const rows[16], size_t off, __m512i z[8])
+{
+    static const int8_t pair[8][2] = {{0, 4}, {1, 5}, {2, 6}, {3, 7},
+                                      {8, 12}, {9, 13}, {10, 14}, {11, 15}};
+    const __m512i x80 = _mm512_set1_epi8((char)0x80), m4 = _mm512_set1_epi8(0x0f);
+    const __m512i sh4 = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    for (int i = 0; i < 8; i++) {
+        const uint8_t *ra = rows[pair[i][0]] + off + 2, *rb = rows[pair[i][1]] + off + 2;
+        if (q8) {
+            const __m256i lo = _mm256_loadu_si256((const __m256i *)ra);
+            const __m256i hi = _mm256_loadu_si256((const __m256i *)rb);
+            z[i] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), x80);
+        } else {   // 16 bytes -> [lo nibbles (k 0-15) | hi nibbles (k 16-31)]
+            const __m128i lo = _mm_loadu_si128((const __m128i *)ra);
+            const __m128i hi = _mm_loadu_si128((const __m128i *)rb);
+            const __m512i v = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_broadcastsi128_si256(lo)),
+                _mm256_broadcastsi128_si256(hi), 1);
+            z[i] = _mm512_and_si512(_mm512_srlv_epi64(v, sh4), m4);
+        }
+    }
+}
+
+/* p[i] = 8 partial sums of each of two rows (gq_load's pairing) -> lane i: row i's sum. */
+AI __m512i gq_reduce(const __m512i p[8])
+{
+    __m512i t[4], w[2];
+    for (int i = 0; i < 4; i++)
+        t[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(p[2 * i], p[2 * i + 1]),
+                                _mm512_unpackhi_epi32(p[2 * i], p[2 * i + 1]));
+    for (int i = 0; i < 2; i++)
+        w[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2 * i], t[2 * i + 1]),
+                                _mm512_unpackhi_epi64(t[2 * i], t[2 * i + 1]));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x88),
+                            _mm512_shuffle_i32x4(w[0], w[1], 0xdd));
+}
+
+/* The fp16 block scales of 16 rows at byte offset off, as F32 lanes. */
+AI __m512 gq_scales(const uint8_t *const rows[16], size_t off, __m512i gidx, bool gather)
+{
+    if (gather)   // 4 bytes from each row (scale + 2 quants): the low half is the scale
+        return _mm512_cvtph_ps(
+            _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(gidx, rows[0] + off, 1)));
+    uint16_t hs[16];
+    for (int i = 0; i < 16; i++)
+        memcpy(&hs[i], rows[i] + off, 2);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)hs));
+}
+
+/* Rows n .. n + nr - 1 (nr <= 16) of Q8_0/Q4_0 weights against all R rows of x: per
+ * block, the 16 rows' weights are loaded once (gq_load), then for each row of x: 8
+ * vpdpbusd against the x block broadcast to both halves, the lane reduction to one exact
+ * integer sum per weight row (plus the offset correction), and the canonical
+ * acc = fma(float(isum), dw * dx, acc): lanes are weight rows, so the order per output is
+ * the canonical one and results equal the packed path's and the oracle's bit for bit.
+ * The 16 rows stream side by side; the next 16 are prefetched linearly meanwhile (16
+ * interleaved streams otherwise leave the hardware prefetchers behind). Reading one row
+ * at a time would stream better, but the canonical chain then runs along one output and
+ * its latency, or the transposes that avoid it, cost more than the stream gains (both
+ * measured slower). */
+AI void gq(const int R, bool q8, const struct mm_job *j, const struct q_act *a, int64_t n,
+           int64_t nr, bool gather, __m512i gidx)
+{
+    const int64_t nb = j->K / 32, N = j->N;
+    const size_t bs = q8 ? sizeof(eng_block_q8_0) : sizeof(eng_block_q4_0);
+    const uint8_t *rows[16];
+    for (int i = 0; i < 16; i++)
+        rows[i] = j->w + (size_t)(n + (i < nr ? i : 0)) * j->ws;
+    const uint8_t *pf = rows[0] + 16 * j->ws;   // the next group, read in this group's time
+    const size_t pf_step = 16 * bs;
+    __m512 acc[RV_Q];
+    for (int r = 0; r < R; r++)
+        acc[r] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const size_t off = (size_t)b * bs;
+        for (size_t c = 0; c < pf_step; c += 64)
+            _mm_prefetch((const char *)pf + b * pf_step + c, _MM_HINT_T0);
+        __m512i z[8];
+        gq_load(q8, rows, off, z);
+        const __m512 dw = gq_scales(rows, off, gidx, gather);
+        for (int r = 0; r < R; r++) {
+            const __m512i xv = _mm512_broadcast_i64x4(
+                _mm256_loadu_si256((const __m256i *)(a->q + (size_t)r * a->qs + b * 32)));
+            __m512i p[8];
+            for (int i = 0; i < 8; i++)
+                p[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z[i], xv);
+            const __m512i isum =
+                _mm512_add_epi32(gq_reduce(p), _mm512_set1_epi32(a->corr[r * nb + b]));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
+                                     _mm512_mul_ps(dw, _mm512_set1_ps(a->dx[r * nb + b])), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        _mm512_mask_storeu_ps(j->out + r * N + n, mask16(nr), acc[r]);
+}
+
+static void q_gemv(const struct mm_job *j, void *scratch, int64_t lo, int64_t hi)
+{
+    (void)scratch;
+    const struct q_act a = q_layout(j->act, j->R, j->K);
+    const bool q8 = j->dt == ENG_DTYPE_Q8_0;
+    // gather the scales when 16 rows' offsets fit its int32 indices
+    const bool gather = j->ws <= (size_t)INT32_MAX / 16;
+    const __m512i gidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                                                              11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(gather ? (int)j->ws : 0));
+    for (int64_t n = lo; n < hi; n += 16) {
+        const int64_t nr = mm_imin(16, hi - n);
+        const __m512i gi = nr == 16 ? gidx : _mm512_maskz_mov_epi32(mask16(nr), gidx);
+#define GQ(RR) q8 ? gq(RR, true, j, &a, n, nr, gather, gi) : gq(RR, false, j, &a, n, nr, gather, gi)
+        switch (j->R) {
+        case 1: GQ(1); break;
+        case 2: GQ(2); break;
+        case 3: GQ(3); break;
+        default: GQ(RV_Q); break;
+        }
+#undef GQ
+    }
+}
+
 static const struct mm_kind kind_q = {
     .act_bytes = q_act_bytes,
     .act_row = q_act_row,
-    .rv = 0,
+    .rv = RV_Q,
+    .gemv = q_gemv,
     .pw = PW,
     .rt = RT_Q,
     .kc = KCB * 32,
@@ -239,39 +369,93 @@ AI __m512 load_w16(bool f16, const uint8_t *p, int64_t k, __mmask16 m)
     return _mm512_maskz_loadu_ps(m, p + k * 4);
 }
 
-/* Rows n .. n+J-1 of F32/F16 weights against R rows of F32 x: per 16 k it loads J
- * weight vectors (converted), and for every row of x one vector of x, R*J FMAs into
- * R*J accumulators (<= 8 so FMA latency is hidden); one horizontal sum per output. */
-AI void gv_f(const int R, const int J, bool f16, const uint8_t *w, size_t ws, const float *x,
-             int64_t K, float *out, int64_t N, int64_t n)
+/* One row of F32/F16 weights against R <= RX_F rows of F32 x (row-major, as given), for
+ * outputs out[r * N]: the row is read once, front to back (one linear stream: rows side
+ * by side in lockstep were measured slower, the hardware prefetchers follow one stream
+ * best), U vectors of 16 weights per step, each converted once and FMAed with every row
+ * of x into R*U accumulators (>= 8 chains hide the FMA latency); one horizontal sum per
+ * output. */
+AI void gv_f(const int R, const int U, bool f16, const uint8_t *wr, const float *x, int64_t K,
+             float *out, int64_t N)
 {
-    __m512 acc[RV_F][8];
-    const uint8_t *wr[8];
-    for (int jj = 0; jj < J; jj++)
-        wr[jj] = w + (size_t)(n + jj) * ws;
-    for (int r = 0; r < R; r++)
-        for (int jj = 0; jj < J; jj++)
-            acc[r][jj] = _mm512_setzero_ps();
+    __m512 acc[16];   // [r * U + u], R * U <= 16
+    for (int i = 0; i < R * U; i++)
+        acc[i] = _mm512_setzero_ps();
     int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-        for (int jj = 0; jj < J; jj++) {
-            const __m512 wv = load_w16(f16, wr[jj], k, 0xffff);
+    for (; k + 16 * U <= K; k += 16 * U)
+        for (int u = 0; u < U; u++) {
+            const __m512 wv = load_w16(f16, wr, k + 16 * u, 0xffff);
             for (int r = 0; r < R; r++)
-                acc[r][jj] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + r * K + k), acc[r][jj]);
+                acc[r * U + u] =
+                    _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + r * K + k + 16 * u), acc[r * U + u]);
         }
-    }
-    if (k < K) {
+    for (; k < K; k += 16) {
         const __mmask16 m = mask16(K - k);
-        for (int jj = 0; jj < J; jj++) {
-            const __m512 wv = load_w16(f16, wr[jj], k, m);
-            for (int r = 0; r < R; r++)
-                acc[r][jj] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + r * K + k),
-                                             acc[r][jj]);
-        }
+        const __m512 wv = load_w16(f16, wr, k, m);
+        for (int r = 0; r < R; r++)
+            acc[r * U] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + r * K + k), acc[r * U]);
     }
-    for (int r = 0; r < R; r++)
-        for (int jj = 0; jj < J; jj++)
-            out[r * N + n + jj] = _mm512_reduce_add_ps(acc[r][jj]);
+    for (int r = 0; r < R; r++) {
+        __m512 s = acc[r * U];
+        for (int u = 1; u < U; u++)
+            s = _mm512_add_ps(s, acc[r * U + u]);
+        out[r * N] = _mm512_reduce_add_ps(s);
+    }
+}
+
+/* The same for RX_F < R <= RV_F rows of x, interleaved by f_act_row ([k/16][R][16]: the R
+ * vectors of one step are adjacent, whatever K; rows of x K floats apart alias in the L1
+ * cache when K is a multiple of 1024): per step U weight vectors of the one row, R x
+ * vectors each, R*U FMAs. Still one weight row at a time: two rows side by side, sharing
+ * each x load, ran slower at every R from 4 to 16, prefetched or not (measured). */
+AI void gv_fi(const int R, const int U, bool f16, const uint8_t *wr, const float *xi, int64_t K,
+              float *out, int64_t N)
+{
+    __m512 acc[16];   // [r * U + u], R * U <= 16
+    for (int i = 0; i < R * U; i++)
+        acc[i] = _mm512_setzero_ps();
+    const int64_t es = f16 ? 2 : 4;
+    int64_t k = 0;
+    for (; k + 16 * U <= K; k += 16 * U)
+        for (int u = 0; u < U; u++) {
+            if (((k + 16 * u) * es) % 64 == 0)   // (rows are adjacent: past the row's end
+                _mm_prefetch((const char *)wr + (k + 16 * u) * es + PF_F, _MM_HINT_T0);
+            const __m512 wv = load_w16(f16, wr, k + 16 * u, 0xffff);
+            const float *xk = xi + (k + 16 * u) * R;   // chunk (k / 16 + u): R vectors
+            for (int r = 0; r < R; r++)
+                acc[r * U + u] = _mm512_fmadd_ps(wv, _mm512_load_ps(xk + r * 16), acc[r * U + u]);
+        }
+    for (; k < K; k += 16) {   // (x is zero past K in the interleaved copy)
+        const __m512 wv = load_w16(f16, wr, k, mask16(K - k));
+        for (int r = 0; r < R; r++)
+            acc[r * U] = _mm512_fmadd_ps(wv, _mm512_load_ps(xi + k * R + r * 16), acc[r * U]);
+    }
+    for (int r = 0; r < R; r++) {
+        __m512 s = acc[r * U];
+        for (int u = 1; u < U; u++)
+            s = _mm512_add_ps(s, acc[r * U + u]);
+        out[r * N] = _mm512_reduce_add_ps(s);
+    }
+}
+
+static size_t f_act_bytes(int64_t R, int64_t K)
+{
+    size_t b;
+    if (R <= RX_F || R > RV_F)
+        return 0;   // x as it is
+    if (__builtin_mul_overflow((size_t)R, (size_t)mm_round_up(K, 16) * sizeof(float), &b))
+        return SIZE_MAX;
+    return b;
+}
+
+/* Row r of x into the interleaved layout of gv_fi (zeros past K). */
+static void f_act_row(const struct mm_job *j, int64_t r)
+{
+    const int64_t K = j->K, R = j->R;
+    const float *x = j->x + r * K;
+    float *xi = (float *)j->act + r * 16;
+    for (int64_t k = 0; k < K; k += 16)
+        _mm512_store_ps(xi + k * R, _mm512_maskz_loadu_ps(mask16(K - k), x + k));
 }
 
 static void f_gemv(const struct mm_job *j, void *scratch, int64_t lo, int64_t hi)
@@ -279,25 +463,38 @@ static void f_gemv(const struct mm_job *j, void *scratch, int64_t lo, int64_t hi
     (void)scratch;
     const bool f16 = j->dt == ENG_DTYPE_F16;
     const int64_t K = j->K, N = j->N;
-    int64_t n = lo;
-#define GV(RR, JJ)                                                                          \
+#define GV(RR, UU)                                                                          \
     do {                                                                                    \
-        for (; n + (JJ) <= hi; n += (JJ))                                                   \
-            f16 ? gv_f(RR, JJ, true, j->w, j->ws, j->x, K, j->out, N, n)                    \
-                : gv_f(RR, JJ, false, j->w, j->ws, j->x, K, j->out, N, n);                  \
-        for (; n < hi; n++)                                                                 \
-            f16 ? gv_f(RR, 1, true, j->w, j->ws, j->x, K, j->out, N, n)                     \
-                : gv_f(RR, 1, false, j->w, j->ws, j->x, K, j->out, N, n);                   \
+        for (int64_t n = lo; n < hi; n++)                                                   \
+            f16 ? gv_f(RR, UU, true, j->w + (size_t)n * j->ws, j->x, K, j->out + n, N)      \
+                : gv_f(RR, UU, false, j->w + (size_t)n * j->ws, j->x, K, j->out + n, N);    \
     } while (0)
-    switch (j->R) {   // R*J <= 16 accumulators, >= 8 chains
+#define GI(RR, UU)                                                                          \
+    do {                                                                                    \
+        for (int64_t n = lo; n < hi; n++)                                                   \
+            f16 ? gv_fi(RR, UU, true, j->w + (size_t)n * j->ws, j->act, K, j->out + n, N)   \
+                : gv_fi(RR, UU, false, j->w + (size_t)n * j->ws, j->act, K, j->out + n, N); \
+    } while (0)
+    switch (j->R) {   // accumulators: R*U <= 16, >= 8 chains where R allows
     case 1: GV(1, 8); break;
     case 2: GV(2, 4); break;
     case 3: GV(3, 4); break;
-    case 4: GV(4, 2); break;
-    case 5: GV(5, 2); break;
-    default: GV(6, 2); break;
+    case 4: GI(4, 2); break;
+    case 5: GI(5, 2); break;
+    case 6: GI(6, 2); break;
+    case 7: GI(7, 2); break;
+    case 8: GI(8, 2); break;
+    case 9: GI(9, 1); break;
+    case 10: GI(10, 1); break;
+    case 11: GI(11, 1); break;
+    case 12: GI(12, 1); break;
+    case 13: GI(13, 1); break;
+    case 14: GI(14, 1); break;
+    case 15: GI(15, 1); break;
+    default: GI(16, 1); break;
     }
 #undef GV
+#undef GI
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -360,6 +557,8 @@ static void f_tile(const struct mm_job *j, const void *panel, int rt, int64_t r0
 }
 
 static const struct mm_kind kind_f = {
+    .act_bytes = f_act_bytes,
+    .act_row = f_act_row,
     .rv = RV_F,
     .gemv = f_gemv,
     .pw = PW,

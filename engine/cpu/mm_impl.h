@@ -54,15 +54,16 @@ struct mm_job {
  * existing kind's hooks; map the dtype in mm_kind_of; extend eng_dtype_is_compute and the
  * oracle below (eng_cpu_mm_ref) so tests/test_matmul.c checks every level against it. */
 struct mm_kind {
-    /* activations: bytes for R rows of K (SIZE_MAX on overflow); act_row converts row r
-     * of j->x into j->act. Both NULL: the kernels read the F32 x as it is. */
+    /* activations: bytes for R rows of K (SIZE_MAX on overflow; 0: none for this R);
+     * act_row converts row r of j->x into j->act. NULL: the kernels read the F32 x as
+     * it is. */
     size_t (*act_bytes)(int64_t R, int64_t K);
     void (*act_row)(const struct mm_job *j, int64_t r);
     /* row-wise kernel, used for R <= rv: outputs [lo, hi) of every row of x; scratch:
-     * gemv_bytes(K) bytes of the thread's own (gemv_bytes NULL: none) */
+     * gemv_bytes(R, K) bytes of the thread's own (gemv_bytes NULL: none) */
     int64_t rv;
     void (*gemv)(const struct mm_job *j, void *scratch, int64_t lo, int64_t hi);
-    size_t (*gemv_bytes)(int64_t K);
+    size_t (*gemv_bytes)(int64_t R, int64_t K);
     /* packed panels, used for R > rv: pw output columns per panel, K in chunks of kc
      * elements (kc_small when R <= rt), rt rows of x per tile, panel_bytes of scratch.
      * pack: columns [n0, n0 + nc) (nc <= pw; the columns >= nc of the panel are zero),

@@ -63,8 +63,9 @@ static const struct mm_kind kind_q = {
 /* ------------------------------------------------------------------------------------- */
 /* float                                                                                   */
 
-static size_t f_gemv_bytes(int64_t K)
+static size_t f_gemv_bytes(int64_t R, int64_t K)
 {
+    (void)R;
     return (size_t)K * sizeof(float);
 }
 

@@ -19,7 +19,7 @@ static size_t mm_pack_bytes(enum eng_dtype dt, int64_t R, int64_t K)
     if (!kd)
         return 0;
     if (R <= kd->rv)
-        return kd->gemv_bytes ? kd->gemv_bytes(K) : 0;
+        return kd->gemv_bytes ? kd->gemv_bytes(R, K) : 0;
     return kd->panel_bytes;
 }
 
@@ -29,7 +29,8 @@ static void mm_worker(void *arg, int ith, int nth)
     const struct mm_kind *kd = mm_kind_of(j->dt);
     const int64_t R = j->R, N = j->N, K = j->K;
     int64_t lo, hi;
-    if (kd->act_row) {   // every thread converts a share of x's rows; all use all of them
+    if (kd->act_row && (!kd->act_bytes || kd->act_bytes(R, K) > 0)) {
+        // every thread converts a share of x's rows; all use all of them
         eng_tp_range(R, 1, ith, nth, &lo, &hi);
         for (int64_t r = lo; r < hi; r++)
             kd->act_row(j, r);

@@ -77,6 +77,26 @@ AI void tr_8x16_epi32(const __m512i z[8], __m512i out[8])
     }
 }
 
+/* --- horizontal sums ------------------------------------------------------------------ */
+
+/* a[i] = 16 partial sums of item i; returns lane i = the sum of a[i] (a transposing tree:
+ * 30 shuffles and 15 adds for 16 horizontal sums). */
+AI __m512 hsum16x16_ps(const __m512 a[16])
+{
+    __m512 t[8], u[4], v[2];
+    for (int i = 0; i < 8; i++)   // per 128-bit lane: [a(2i) a(2i+1) a(2i) a(2i+1)]
+        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
+                             _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 4; i++)   // per 128-bit lane: items 4i .. 4i+3
+        u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xee));
+    for (int i = 0; i < 2; i++)   // lanes 0-1: items 8i .. 8i+3, lanes 2-3: 8i+4 .. 8i+7
+        v[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0xdd));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x88),
+                         _mm512_shuffle_f32x4(v[0], v[1], 0xdd));
+}
+
 /* --- rounding ------------------------------------------------------------------------------ */
 
 /* roundf (half away from zero) of v clamped to [-127, 127] as int32, NaN -> -127: the
