@@ -335,6 +335,28 @@ int eng_op_matmul(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *x,
     return be->ops->matmul(be, out, x, w);
 }
 
+int eng_op_matmul_n(eng_backend_t *be, int n, eng_tensor_t *const out[], const eng_tensor_t *x,
+                    const eng_tensor_t *const w[])
+{
+    if (n < 1 || n > ENG_MATMUL_N_MAX)
+        return ERR_INVAL;
+    for (int i = 0; i < n; i++) {
+        const eng_tensor_t *wi = w[i];
+        if (!is_act(out[i]) || !is_act(x) || !wi->data || !eng_dtype_is_compute(wi->dtype) ||
+            x->ne[0] != wi->ne[0] || out[i]->ne[0] != wi->ne[1] ||
+            eng_tensor_nrows(out[i]) != eng_tensor_nrows(x) || wi->ne[2] != 1 || wi->ne[3] != 1)
+            return ERR_INVAL;
+    }
+    if (be->ops->matmul_n)
+        return be->ops->matmul_n(be, n, out, x, w);
+    for (int i = 0; i < n; i++) {
+        int rc = be->ops->matmul(be, out[i], x, w[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int eng_op_rope(eng_backend_t *be, eng_tensor_t *x, int32_t n_heads,
                 const struct eng_rope_params *rp)
 {

@@ -161,6 +161,12 @@ int eng_op_rmsnorm(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *x,
  * quantize x on the fly (Q8_0 activations), as llama.cpp does. */
 int eng_op_matmul(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *x,
                   const eng_tensor_t *w);
+/* out[i] (R, N_i) = x (R, K) @ w[i]^T for i < n (1 <= n <= ENG_MATMUL_N_MAX): several
+ * weights against the same x (q/k/v, gate/up) in one pass where the backend can (the CPU
+ * backend converts x once and runs one fork-join); else n matmuls. */
+#define ENG_MATMUL_N_MAX 4
+int eng_op_matmul_n(eng_backend_t *be, int n, eng_tensor_t *const out[], const eng_tensor_t *x,
+                    const eng_tensor_t *const w[]);
 /* In place on x (T, n_heads*HS): rotates each head by the step's positions. */
 int eng_op_rope(eng_backend_t *be, eng_tensor_t *x, int32_t n_heads,
                 const struct eng_rope_params *rp);

@@ -46,6 +46,9 @@ struct eng_backend_ops {
                    const eng_tensor_t *w, float eps);
     int (*matmul)(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *x,
                   const eng_tensor_t *w);
+    /* (optional) default: n matmul calls */
+    int (*matmul_n)(eng_backend_t *be, int n, eng_tensor_t *const out[], const eng_tensor_t *x,
+                    const eng_tensor_t *const w[]);
     int (*rope)(eng_backend_t *be, eng_tensor_t *x, int32_t n_heads,
                 const struct eng_rope_params *rp);
     int (*kv_write)(eng_backend_t *be, eng_kv_storage_t *kv, int32_t layer,

@@ -47,9 +47,9 @@ int eng__forward(eng_ctx_t *c)
     for (int l = 0; l < hp->n_layer; l++) {
         const struct eng_layer *L = &m->layers[l];
         TRY(eng_op_rmsnorm(be, &xb, &x, &L->attn_norm, hp->rms_eps));
-        TRY(eng_op_matmul(be, &q, &xb, &L->wq));
-        TRY(eng_op_matmul(be, &k, &xb, &L->wk));
-        TRY(eng_op_matmul(be, &v, &xb, &L->wv));
+        eng_tensor_t *const qkv[3] = {&q, &k, &v};
+        const eng_tensor_t *const wqkv[3] = {&L->wq, &L->wk, &L->wv};
+        TRY(eng_op_matmul_n(be, 3, qkv, &xb, wqkv));
         TRY(eng_op_rope(be, &q, hp->n_head, &rp));
         TRY(eng_op_rope(be, &k, hp->n_head_kv, &rp));
         TRY(eng_op_kv_write(be, c->kv, l, &k, &v));
@@ -74,8 +74,9 @@ int eng__forward(eng_ctx_t *c)
         TRY(eng_op_matmul(be, &xbr, &att, &L->wo));
         TRY(eng_op_add(be, xr, xr, &xbr));
         TRY(eng_op_rmsnorm(be, &xbr, xr, &L->ffn_norm, hp->rms_eps));
-        TRY(eng_op_matmul(be, &hb, &xbr, &L->w_gate));
-        TRY(eng_op_matmul(be, &hb2, &xbr, &L->w_up));
+        eng_tensor_t *const gu[2] = {&hb, &hb2};
+        const eng_tensor_t *const wgu[2] = {&L->w_gate, &L->w_up};
+        TRY(eng_op_matmul_n(be, 2, gu, &xbr, wgu));
         TRY(eng_op_swiglu(be, &hb, &hb, &hb2));
         TRY(eng_op_matmul(be, &xbr, &hb, &L->w_down));
         TRY(eng_op_add(be, xr, xr, &xbr));

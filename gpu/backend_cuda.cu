@@ -820,6 +820,7 @@ static const struct eng_backend_ops cuda_ops = {
     .embed = cuda_embed,
     .rmsnorm = cuda_rmsnorm,
     .matmul = cuda_matmul,
+    .matmul_n = nullptr,   // (the engine's fallback: one matmul per weight)
     .rope = cuda_rope,
     .kv_write = cuda_kv_write,
     .attention = cuda_attention,

@@ -237,6 +237,76 @@ static void test_f32(void **state) { run_all(state, ENG_DTYPE_F32); }
 static void test_f16(void **state) { run_all(state, ENG_DTYPE_F16); }
 static void test_bf16(void **state) { run_all(state, ENG_DTYPE_BF16); }
 
+/* eng_cpu_mm_run_n (several weights against one x in one pass, columns shared out in work
+ * items) gives every weight exactly what eng_cpu_mm_run gives it alone, at every level and
+ * thread count (quantized: also the oracle), for decode and batch sizes; mixed dtypes or
+ * K are refused. */
+static void test_run_n(void **state)
+{
+    struct fixture *fx = *state;
+    static const enum eng_dtype dts[] = {ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0, ENG_DTYPE_F32,
+                                         ENG_DTYPE_F16, ENG_DTYPE_BF16};
+    static const int rows[] = {1, 3, 9, 40};
+    static const int ns[3] = {33, 100, 7};
+    for (size_t di = 0; di < sizeof dts / sizeof dts[0]; di++) {
+        for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+            const int R = rows[ri], K = 96 + 32 * (int)ri;
+            uint64_t s = 4242 + di * 100 + ri;
+            struct wmat wm[3];
+            float *outs[3], *one = malloc((size_t)R * 100 * sizeof(float));
+            float *ref = malloc((size_t)R * 100 * sizeof(float));
+            const eng_tensor_t *ws[3];
+            for (int i = 0; i < 3; i++) {
+                make_weights(&wm[i], dts[di], ns[i], K, &s);
+                ws[i] = &wm[i].t;
+                outs[i] = malloc((size_t)R * ns[i] * sizeof(float));
+                assert_non_null(outs[i]);
+            }
+            assert_true(one && ref);
+            float *x = make_x(R, K, &s);
+            const bool quant = dts[di] == ENG_DTYPE_Q8_0 || dts[di] == ENG_DTYPE_Q4_0;
+            for (int l = 0; l < fx->n_levels; l++) {
+                for (int t = 0; t < 3; t++) {
+                    for (int i = 0; i < 3; i++)
+                        poison(outs[i], (size_t)R * ns[i]);
+                    assert_int_equal(eng_cpu_mm_run_n(fx->mm[l], fx->tp[t], 3, outs, x, R, ws), 0);
+                    for (int i = 0; i < 3; i++) {
+                        const size_t no = (size_t)R * ns[i];
+                        assert_int_equal(eng_cpu_mm_run(fx->mm[l], fx->tp[t], one, x, R, ws[i]), 0);
+                        if (memcmp(one, outs[i], no * sizeof(float)) != 0)
+                            fail_msg("run_n %s R=%d weight %d level %s threads %d differs from run",
+                                     eng_dtype_name(dts[di]), R, i,
+                                     eng_cpu_level_name((enum eng_cpu_level)l), t + 1);
+                        if (quant) {
+                            assert_int_equal(eng_cpu_mm_ref(ref, x, R, ws[i]), 0);
+                            assert_memory_equal(ref, outs[i], no * sizeof(float));
+                        }
+                    }
+                }
+            }
+            // one weight of another K, or another dtype: refused
+            struct wmat other;
+            make_weights(&other, dts[di] == ENG_DTYPE_F32 ? ENG_DTYPE_F16 : ENG_DTYPE_F32, 5, K, &s);
+            const eng_tensor_t *mixed[2] = {ws[0], &other.t};
+            assert_int_equal(eng_cpu_mm_run_n(fx->mm[0], fx->tp[0], 2, outs, x, R, mixed),
+                             ERR_INVAL);
+            free(other.mem);
+            make_weights(&other, dts[di], 5, K + 32, &s);
+            mixed[1] = &other.t;
+            assert_int_equal(eng_cpu_mm_run_n(fx->mm[0], fx->tp[0], 2, outs, x, R, mixed),
+                             ERR_INVAL);
+            free(other.mem);
+            for (int i = 0; i < 3; i++) {
+                free(outs[i]);
+                free(wm[i].mem);
+            }
+            free(one);
+            free(ref);
+            free(x);
+        }
+    }
+}
+
 /* The canonical quantized product is the exact product of the dequantized weights and x
  * up to x's quantization error and F32 rounding: per element |x - q dx| <= d/2 (1 + 2^-20)
  * + 127 |d - dx| (d = amax/127 before its fp16 rounding to dx); then (nb + 4) roundings. */
@@ -402,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_f32),
         cmocka_unit_test(test_f16),
         cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_run_n),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -274,8 +274,8 @@ static inline void att_prefetch(const struct att_job *j, const int32_t *bt, int3
     for (int32_t p = p0; p < p1; p++) {
         const size_t slot = (size_t)bt[p / j->bs] * (size_t)j->bs + (size_t)(p % j->bs);
         for (size_t c = 0; c < row_bytes; c += 64) {
-            __builtin_prefetch(kb + slot * j->kc->nb[1] + c);
-            __builtin_prefetch(vb + slot * j->vc->nb[1] + c);
+            __builtin_prefetch(kb + slot * j->kc->nb[1] + c, 0, 2);
+            __builtin_prefetch(vb + slot * j->vc->nb[1] + c, 0, 2);
         }
     }
 }

@@ -209,6 +209,27 @@ static int cpu_matmul(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *
     return eng_cpu_mm_run(cpu->mm, cpu->tp, out->data, x->data, eng_tensor_nrows(x), w);
 }
 
+static int cpu_matmul_n(eng_backend_t *be, int n, eng_tensor_t *const out[],
+                        const eng_tensor_t *x, const eng_tensor_t *const w[])
+{
+    struct eng_cpu *cpu = CPU(be);
+    bool same = true;   // one pass needs one dtype and K (the wrapper checked K)
+    for (int i = 1; i < n; i++)
+        same = same && w[i]->dtype == w[0]->dtype;
+    if (!same) {
+        for (int i = 0; i < n; i++) {
+            int rc = cpu_matmul(be, out[i], x, w[i]);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    float *o[ENG_MATMUL_N_MAX];
+    for (int i = 0; i < n; i++)
+        o[i] = out[i]->data;
+    return eng_cpu_mm_run_n(cpu->mm, cpu->tp, n, o, x->data, eng_tensor_nrows(x), w);
+}
+
 /* cos/sin of every (token, pair) of the step: computed once per step (all layers and both
  * q and k share them), angles in double precision: pos * scale * base^(-2i/n_rot). */
 static void rope_cs_rows(struct rows_job *j, int64_t lo, int64_t hi)
@@ -382,6 +403,7 @@ static const struct eng_backend_ops cpu_ops = {
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .matmul = cpu_matmul,
+    .matmul_n = cpu_matmul_n,
     .rope = cpu_rope,
     .kv_write = cpu_kv_write,
     .attention = cpu_attention,

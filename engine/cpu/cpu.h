@@ -60,6 +60,10 @@ bool eng_cpu_mm_supports(enum eng_dtype t);
  * only when a larger shape is first seen. */
 int eng_cpu_mm_run(eng_cpu_mm_t *mm, eng_tp_t *tp, float *out, const float *x, int64_t R,
                    const eng_tensor_t *w);
+/* The same for n <= 4 weights of one dtype and K against one x (out[i] (R, w[i]->ne[1])),
+ * in one fork-join: x converted once, the columns of all weights shared out together. */
+int eng_cpu_mm_run_n(eng_cpu_mm_t *mm, eng_tp_t *tp, int n, float *const out[], const float *x,
+                     int64_t R, const eng_tensor_t *const w[]);
 
 /* --- the backend context ------------------------------------------------------------ */
 struct eng_cpu_kernels;            /* kernels.h */

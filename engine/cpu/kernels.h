@@ -30,7 +30,7 @@ struct eng_cpu_kernels {
     /* matmul (mm_tmpl.h): scratch a call of R rows, K inputs of dtype dt needs (SIZE_MAX
      * when the shape would overflow size_t): activations converted for the kernels,
      * shared by the threads of a call, and per-thread panels; the pool worker (arg: struct
-     * mm_job, mm_impl.h). */
+     * mm_call, mm_impl.h). */
     size_t (*mm_act_bytes)(enum eng_dtype dt, int64_t R, int64_t K);
     size_t (*mm_pack_bytes)(enum eng_dtype dt, int64_t R, int64_t K);
     eng_tp_fn mm_worker;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define MM_GUARD 16384      /* bytes between scratch areas written by different threads */
+#define MM_ACT_PRIVATE 65536 /* converted activations up to this size: one copy per thread */
 
 struct eng_cpu_mm {
     enum eng_cpu_level level;
@@ -89,32 +90,72 @@ static int check_args(const float *out, const float *x, int64_t R, const eng_ten
     return 0;
 }
 
-int eng_cpu_mm_run(eng_cpu_mm_t *mm, eng_tp_t *tp, float *out, const float *x, int64_t R,
-                   const eng_tensor_t *w)
+int eng_cpu_mm_run_n(eng_cpu_mm_t *mm, eng_tp_t *tp, int n, float *const out[], const float *x,
+                     int64_t R, const eng_tensor_t *const w[])
 {
-    int rc = check_args(out, x, R, w);
-    if (rc < 0)
-        return rc;
-    const int64_t K = w->ne[0], N = w->ne[1];
-    if (R == 0 || N == 0)
+    if (n < 1 || n > MM_MAX_W)
+        return ERR_INVAL;
+    int rc;
+    for (int i = 0; i < n; i++)
+        if ((rc = check_args(out[i], x, R, w[i])) < 0)
+            return rc;
+    const enum eng_dtype dt = w[0]->dtype;
+    const int64_t K = w[0]->ne[0];
+    for (int i = 1; i < n; i++)
+        if (w[i]->dtype != dt || w[i]->ne[0] != K)
+            return ERR_INVAL;
+    if (R == 0)
         return 0;
     const int nth = eng_tp_size(tp);
-    const size_t ab = mm->k->mm_act_bytes(w->dtype, R, K);
-    size_t pb = mm->k->mm_pack_bytes(w->dtype, R, K);
+    size_t ab = mm->k->mm_act_bytes(dt, R, K);
+    size_t pb = mm->k->mm_pack_bytes(dt, R, K);
     if (ab == SIZE_MAX || ab > SIZE_MAX / 2 || pb > ((size_t)1 << 40) / (size_t)nth)
         return ERR_NOMEM;
     // Each thread's panels start on their own page with MM_GUARD bytes of gap: a core's
     // hardware prefetchers run a few KiB past what it touches, and pulling in lines the
     // neighbouring thread is writing made the second thread 2x slower (measured).
     pb = ((pb + 4095) & ~(size_t)4095) + MM_GUARD;
+    // small activations (decode): every thread converts its own copy, no barrier
+    size_t act_stride = 0;
+    if (nth > 1 && ab > 0 && ab <= MM_ACT_PRIVATE) {
+        act_stride = ((ab + 4095) & ~(size_t)4095) + MM_GUARD;
+        ab = act_stride * (size_t)nth;
+    }
     if ((rc = grow(&mm->act, &mm->act_cap, ab + MM_GUARD)) < 0 ||
         (rc = grow((void **)&mm->pack, &mm->pack_cap, pb * (size_t)nth + MM_GUARD)) < 0)
         return rc;
-    struct mm_job j = {.out = out, .x = x, .R = R, .N = N, .K = K, .dt = w->dtype,
-                       .w = w->data, .ws = w->nb[1], .tp = tp, .act = mm->act,
-                       .pack = mm->pack + MM_GUARD, .pack_bytes = pb};
-    eng_tp_run(tp, mm->k->mm_worker, &j);
+    struct mm_call c = {.j = {.x = x, .R = R, .K = K, .dt = dt, .tp = tp, .act = mm->act,
+                              .pack = mm->pack + MM_GUARD, .pack_bytes = pb},
+                        .n_w = n, .act_stride = act_stride};
+    // work items: one per weight on one thread; else about 8 per thread, 32 .. 1024
+    // columns each (multiples of every kind's panel width)
+    int64_t n_sum = 0, n_max = 0;
+    for (int i = 0; i < n; i++) {
+        n_sum += w[i]->ne[1];
+        n_max = w[i]->ne[1] > n_max ? w[i]->ne[1] : n_max;
+    }
+    int64_t chunk = nth == 1 ? n_max : (n_sum + 8 * nth - 1) / (8 * nth);
+    chunk = chunk < 32 ? 32 : chunk > 1024 && nth > 1 ? 1024 : chunk;
+    c.chunk = (chunk + 31) / 32 * 32;
+    for (int i = 0; i < n; i++) {
+        c.wt[i].out = out[i];
+        c.wt[i].w = w[i]->data;
+        c.wt[i].ws = w[i]->nb[1];
+        c.wt[i].N = w[i]->ne[1];
+        c.wt[i].first_item = c.n_items;
+        c.n_items += (w[i]->ne[1] + c.chunk - 1) / c.chunk;
+    }
+    if (c.n_items == 0)
+        return 0;
+    atomic_init(&c.next, 0);
+    eng_tp_run(tp, mm->k->mm_worker, &c);
     return 0;
+}
+
+int eng_cpu_mm_run(eng_cpu_mm_t *mm, eng_tp_t *tp, float *out, const float *x, int64_t R,
+                   const eng_tensor_t *w)
+{
+    return eng_cpu_mm_run_n(mm, tp, 1, &out, x, R, &w);
 }
 
 /* --- the canonical quantized product ---------------------------------------------------- */

@@ -300,7 +300,7 @@ AI void gq(const int R, bool q8, const struct mm_job *j, const struct q_act *a, 
     for (int64_t b = 0; b < nb; b++) {
         const size_t off = (size_t)b * bs;
         for (size_t c = 0; c < pf_step; c += 64)
-            _mm_prefetch((const char *)pf + b * pf_step + c, _MM_HINT_T0);
+            _mm_prefetch((const char *)pf + b * pf_step + c, _MM_HINT_T1);
         __m512i z[8];
         gq_load(q8, rows, off, z);
         const __m512 dw = gq_scales(rows, off, gidx, gather);
@@ -381,9 +381,12 @@ AI void gv_f(const int R, const int U, bool f16, const uint8_t *wr, const float 
     __m512 acc[16];   // [r * U + u], R * U <= 16
     for (int i = 0; i < R * U; i++)
         acc[i] = _mm512_setzero_ps();
+    const int64_t es = f16 ? 2 : 4;
     int64_t k = 0;
     for (; k + 16 * U <= K; k += 16 * U)
         for (int u = 0; u < U; u++) {
+            if (((k + 16 * u) * es) % 64 == 0)   // (rows are adjacent: past the row's end
+                _mm_prefetch((const char *)wr + (k + 16 * u) * es + PF_F, _MM_HINT_T1);
             const __m512 wv = load_w16(f16, wr, k + 16 * u, 0xffff);
             for (int r = 0; r < R; r++)
                 acc[r * U + u] =
@@ -419,7 +422,7 @@ AI void gv_fi(const int R, const int U, bool f16, const uint8_t *wr, const float
     for (; k + 16 * U <= K; k += 16 * U)
         for (int u = 0; u < U; u++) {
             if (((k + 16 * u) * es) % 64 == 0)   // (rows are adjacent: past the row's end
-                _mm_prefetch((const char *)wr + (k + 16 * u) * es + PF_F, _MM_HINT_T0);
+                _mm_prefetch((const char *)wr + (k + 16 * u) * es + PF_F, _MM_HINT_T1);
             const __m512 wv = load_w16(f16, wr, k + 16 * u, 0xffff);
             const float *xk = xi + (k + 16 * u) * R;   // chunk (k / 16 + u): R vectors
             for (int r = 0; r < R; r++)

@@ -22,10 +22,13 @@
 
 #include "cpu.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* One eng_cpu_mm_run call: out (R, N) = x (R, K) @ w^T. */
+/* One matmul as the kernels see it: out (R, N) = x (R, K) @ w^T. The driver (mm_tmpl.h)
+ * hands each kernel call a copy of the call's job narrowed to one weight and its own
+ * activations (act): kernels read only these fields. */
 struct mm_job {
     float *out;               /* (R, N), row stride N floats */
     const float *x;           /* (R, K), row stride K floats */
@@ -34,9 +37,31 @@ struct mm_job {
     const uint8_t *w;         /* weight row n at w + n * ws (the model's mmap) */
     size_t ws;                /* weight row stride in bytes (>= the row's bytes) */
     eng_tp_t *tp;
-    void *act;                /* activations converted for this dtype (shared; layout: level's) */
+    void *act;                /* activations converted for this dtype (layout: the kind's) */
     uint8_t *pack;            /* per-thread scratch: thread ith uses pack + ith * pack_bytes */
     size_t pack_bytes;
+};
+
+/* One eng_cpu_mm_run_n call: up to MM_MAX_W weights of one dtype and K against one x.
+ * The output columns of all weights are cut into work items of `chunk` columns that the
+ * threads take in turn (an atomic counter: a thread slowed by the machine takes fewer). */
+#define MM_MAX_W 4
+struct mm_call {
+    struct mm_job j;          /* x, R, K, dt, tp, pack; out/w/ws/N of weight 0 */
+    int n_w;
+    struct {
+        float *out;
+        const uint8_t *w;
+        size_t ws;
+        int64_t N;
+        int64_t first_item;   /* work items before this weight's */
+    } wt[MM_MAX_W];
+    int64_t chunk;            /* output columns per work item (a multiple of 32) */
+    int64_t n_items;
+    _Atomic int64_t next;     /* next work item */
+    size_t act_stride;        /* 0: one shared act, converted by all threads (then a
+                                 barrier); else each thread converts all of x into its own
+                                 copy at act + ith * act_stride (small x: no barrier) */
 };
 
 /* --- kinds: how one family of weight dtypes is multiplied at one level -------------------
