@@ -264,6 +264,21 @@ static inline void att_pv1(float *o, float c, const float *p, const float *vf, i
     }
 }
 
+/* slots[i] = cache slot of position p0 + i, i < n: one division per call (a division
+ * per key cost as much as the rest of a decode chunk). */
+static inline void att_slots(const int32_t *bt, int32_t bs, int32_t p0, int32_t n,
+                             int64_t *slots)
+{
+    int32_t b = p0 / bs, o = p0 % bs;
+    for (int32_t i = 0; i < n; i++) {
+        slots[i] = (int64_t)bt[b] * bs + o;
+        if (++o == bs) {
+            o = 0;
+            b++;
+        }
+    }
+}
+
 /* Prefetches the K and V rows (this tile's head) of keys [p0, p1): the cache rows of
  * consecutive keys are a row stride apart and one key needs only its head's part, so
  * without this each chunk waits for DRAM latency once per row. */
@@ -271,12 +286,15 @@ static inline void att_prefetch(const struct att_job *j, const int32_t *bt, int3
                                 int32_t p1, size_t koff, size_t voff, size_t row_bytes)
 {
     const char *kb = (const char *)j->kc->data + koff, *vb = (const char *)j->vc->data + voff;
-    for (int32_t p = p0; p < p1; p++) {
-        const size_t slot = (size_t)bt[p / j->bs] * (size_t)j->bs + (size_t)(p % j->bs);
-        for (size_t c = 0; c < row_bytes; c += 64) {
-            __builtin_prefetch(kb + slot * j->kc->nb[1] + c, 0, 2);
-            __builtin_prefetch(vb + slot * j->vc->nb[1] + c, 0, 2);
-        }
+    for (int32_t q0 = p0; q0 < p1; q0 += ATT_KB) {
+        const int32_t n = p1 - q0 < ATT_KB ? p1 - q0 : ATT_KB;
+        int64_t slots[ATT_KB];
+        att_slots(bt, j->bs, q0, n, slots);
+        for (int32_t i = 0; i < n; i++)
+            for (size_t c = 0; c < row_bytes; c += 64) {
+                __builtin_prefetch(kb + (size_t)slots[i] * j->kc->nb[1] + c);
+                __builtin_prefetch(vb + (size_t)slots[i] * j->vc->nb[1] + c);
+            }
     }
 }
 
@@ -310,13 +328,14 @@ static void att_row_f16(const struct att_job *j, const int32_t *bt, const float 
         }
         const uint8_t *vr[ATT_KB];
         __m512 acc[ATT_KB];
+        int64_t slots[ATT_KB];
+        att_slots(bt, bs, p0, nk, slots);
         for (int32_t jj = 0; jj < ATT_KB; jj++) {
             if (jj >= nk) {
                 acc[jj] = _mm512_setzero_ps();
                 continue;
             }
-            const int32_t p = p0 + jj;
-            const size_t slot = (size_t)bt[p / bs] * (size_t)bs + (size_t)(p % bs);
+            const size_t slot = (size_t)slots[jj];
             const uint8_t *kr = kb + slot * ks;
             vr[jj] = vb + slot * vs;
             __m512 a = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)kr)), qv[0]);
@@ -423,9 +442,8 @@ static void att_tile(const struct att_job *j, float *sc, int32_t s, int64_t tile
             pf = pf1;
         }
         int64_t slots[ATT_KB];
+        att_slots(bt, bs, p0, nk, slots);
         for (int32_t jj = 0; jj < nk; jj++) {
-            const int32_t p = p0 + jj;
-            slots[jj] = (int64_t)bt[p / bs] * bs + p % bs;
             att_cvt_row(vdt, (const uint8_t *)j->vc->data + (size_t)slots[jj] * j->vc->nb[1] + voff,
                         vf + (size_t)jj * hs, hs);
         }

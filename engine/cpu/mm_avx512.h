@@ -33,7 +33,7 @@
 #define RT_F 8          /* rows per float / BF16 microkernel tile */
 #define RV_F 16         /* R up to which F32/F16 weights use the row-wise (GEMV) kernel */
 #define RX_F 3          /* R up to which that kernel reads x as it is (above: interleaved) */
-#define PF_F 8192       /* software prefetch distance (bytes) of that kernel's weight stream */
+#define PF_F 4096       /* software prefetch distance (bytes) of that kernel's weight stream */
 #define RV_Q 4          /* R up to which Q8_0/Q4_0 weights use the row-wise kernel */
 #define RV_B 4          /* the same for BF16 (its vdpbf16ps GEMM wins from R = 5) */
 
