@@ -9,12 +9,12 @@
  *   bench_attention [--model 15M|110M|all] [--depth 0,1024,4096] [--prefill 512]
  *                   [--threads 1,2] [--reps 9] [--kv f16|f32] [--level scalar|avx2|avx512] */
 #include "../engine/cpu/attention_impl.h"
+#include "bench_util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAX_LIST 8
 #define BLOCK 16
@@ -39,35 +39,6 @@ struct opts {
     int level;
 };
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int parse_list(const char *s, int *out, int max, int lo)
-{
-    int n = 0;
-    while (*s && n < max) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < lo || v > 1 << 20)
-            return -1;
-        out[n++] = (int)v;
-        if (*end && *end != ',')
-            return -1;
-        s = *end == ',' ? end + 1 : end;
-    }
-    return n;
-}
-
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -86,14 +57,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
             if (!o->model[0] && !o->model[1])
                 return -1;
         } else if (strcmp(a, "--depth") == 0) {
-            if ((o->n_depth = parse_list(v, o->depth, MAX_LIST, 0)) < 0)
+            if ((o->n_depth = bench_parse_list(v, o->depth, MAX_LIST, 0)) < 0)
                 return -1;
         } else if (strcmp(a, "--prefill") == 0) {
             o->prefill = atoi(v);
             if (o->prefill < 0 || o->prefill > 65536)
                 return -1;
         } else if (strcmp(a, "--threads") == 0) {
-            if ((o->n_threads = parse_list(v, o->threads, MAX_LIST, 1)) <= 0)
+            if ((o->n_threads = bench_parse_list(v, o->threads, MAX_LIST, 1)) <= 0)
                 return -1;
         } else if (strcmp(a, "--reps") == 0) {
             o->reps = atoi(v);
@@ -104,9 +75,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 (o->kv != ENG_DTYPE_F16 && o->kv != ENG_DTYPE_F32))
                 return -1;
         } else if (strcmp(a, "--level") == 0) {
-            o->level = strcmp(v, "scalar") == 0 ? 0 : strcmp(v, "avx2") == 0 ? 1
-                     : strcmp(v, "avx512") == 0 ? 2 : -2;
-            if (o->level == -2)
+            if ((o->level = bench_parse_level(v)) < 0)
                 return -1;
         } else {
             return -1;
@@ -271,19 +240,18 @@ int main(int argc, char **argv)
                 set_step(&cpu, &w, p0, T);
                 // warm-up: 3 steps and at least 50 ms (a pool whose workers slept through
                 // the set-up takes a while to run at speed again)
-                const double tw = now();
+                const double tw = bench_now();
                 for (int rep = -3; rep < o.reps; rep++) {
-                    const double t0 = now();
+                    const double t0 = bench_now();
                     for (int l = 0; l < sh->layers; l++)
                         if (eng_cpu_attention(&cpu, &w.out, &w.q, &w.kv, l, sh->heads, scale) < 0)
                             err = 1;
                     if (rep >= 0)
-                        times[rep] = now() - t0;
-                    else if (rep == -1 && now() - tw < 0.05)
+                        times[rep] = bench_now() - t0;
+                    else if (rep == -1 && bench_now() - tw < 0.05)
                         rep = -2;
                 }
-                qsort(times, (size_t)o.reps, sizeof *times, cmp_d);
-                const double t = times[o.reps / 2];
+                const double t = bench_median(times, o.reps);
                 // bytes of K and V the step reads: every visible position of every layer
                 // once (prefill: the last token's, i.e. the whole cache it filled)
                 const double bytes = 2.0 * (p0 + T) * sh->heads * sh->head_dim * es * sh->layers;

@@ -16,12 +16,12 @@
  *                [--stream MiB]  (only a plain read loop over MiB of memory per thread
  *                                 count: what the cores stream, for the GB/s above) */
 #include "../engine/cpu/cpu.h"
+#include "bench_util.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct model_shape {
     const char *name;
@@ -47,30 +47,11 @@ struct opts {
     int stream_mib;   /* > 0: the streaming-read test only */
 };
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static double cpu_now(void)   /* CPU time of the calling thread */
 {
     struct timespec t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static float rnd_normal(uint64_t *rng)   /* approximately N(0, 1): sum of 4 uniforms */
@@ -147,22 +128,6 @@ fail:
     return -1;
 }
 
-static int parse_list(const char *s, int *out, int max)
-{
-    int n = 0;
-    while (*s && n < max) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v <= 0 || v > 100000)
-            return -1;
-        out[n++] = (int)v;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
-            return -1;
-    }
-    return n;
-}
-
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -197,10 +162,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 if (eng_dtype_parse(t, &o->dt[o->n_dt++]) < 0)
                     return -1;
         } else if (strcmp(a, "--threads") == 0) {
-            if ((o->n_threads = parse_list(v, o->threads, MAX_LIST)) <= 0)
+            if ((o->n_threads = bench_parse_list(v, o->threads, MAX_LIST, 1)) <= 0)
                 return -1;
         } else if (strcmp(a, "--rows") == 0) {
-            if ((o->n_rows = parse_list(v, o->rows, MAX_LIST)) <= 0)
+            if ((o->n_rows = bench_parse_list(v, o->rows, MAX_LIST, 1)) <= 0)
                 return -1;
         } else if (strcmp(a, "--stream") == 0) {
             o->stream_mib = atoi(v);
@@ -211,9 +176,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             if (o->reps < 1 || o->reps > 1000)
                 return -1;
         } else if (strcmp(a, "--level") == 0) {
-            o->level = strcmp(v, "scalar") == 0 ? 0 : strcmp(v, "avx2") == 0 ? 1
-                     : strcmp(v, "avx512") == 0 ? 2 : -2;
-            if (o->level == -2)
+            if ((o->level = bench_parse_level(v)) < 0)
                 return -1;
         } else {
             return -1;
@@ -227,7 +190,7 @@ static double run_pass(eng_cpu_mm_t *mm, eng_tp_t *tp, const struct model *m,
                        const struct model_shape *s, int R, const float *x, float *out, int *err,
                        double *cpu)
 {
-    const double t0 = now(), c0 = cpu_now();
+    const double t0 = bench_now(), c0 = cpu_now();
     for (int i = 0; i < m->n_w - 1; i++) {
         const int rc = eng_cpu_mm_run(mm, tp, out, x, R, &m->w[i]);
         if (rc < 0)
@@ -238,7 +201,7 @@ static double run_pass(eng_cpu_mm_t *mm, eng_tp_t *tp, const struct model *m,
         *err = rc;
     (void)s;
     *cpu = cpu_now() - c0;
-    return now() - t0;
+    return bench_now() - t0;
 }
 
 /* --- the plain streaming read: each thread sums its share of the buffer --------------- */
@@ -287,11 +250,11 @@ static int run_stream(const struct opts *o, double *times)
             return 1;
         eng_tp_run(tp, stream_worker, &job);
         for (int rep = 0; rep < o->reps; rep++) {
-            const double t0 = now();
+            const double t0 = bench_now();
             eng_tp_run(tp, stream_worker, &job);
-            times[rep] = now() - t0;
+            times[rep] = bench_now() - t0;
         }
-        const double t = median(times, o->reps);
+        const double t = bench_median(times, o->reps);
         printf("%3d %10.3f %10.1f %10.1f\n", o->threads[ti], t * 1e3, (double)bytes / t * 1e-9,
                (double)bytes / times[0] * 1e-9);
         eng_tp_free(tp);
@@ -371,11 +334,11 @@ int main(int argc, char **argv)
                     run_pass(mm, tp, &m, s, R, x, out, &err, &c);   // warm-up: scratch, page-in
                     for (int rep = 0; rep < o.reps; rep++)
                         times[rep] = run_pass(mm, tp, &m, s, R, x, out, &err, &ctimes[rep]);
-                    const double t = median(times, o.reps);   // (sorts times)
+                    const double t = bench_median(times, o.reps);   // (sorts times)
                     printf("%-12s %-5s %3d %4d %10.3f %10.1f %9.1f %8.1f %10.3f %10.3f\n",
                            s->name, eng_dtype_name(o.dt[di]), o.threads[ti], R, t * 1e3, R / t,
                            pass_flops(s, R) / t * 1e-9, (double)m.bytes / t * 1e-9,
-                           times[0] * 1e3, median(ctimes, o.reps) * 1e3);
+                           times[0] * 1e3, bench_median(ctimes, o.reps) * 1e3);
                     fflush(stdout);
                 }
                 if (o.detail) {
@@ -387,12 +350,12 @@ int main(int argc, char **argv)
                             const int R = o.rows[ri];
                             eng_cpu_mm_run(mm, tp, out, x, R, w);
                             for (int rep = 0; rep < o.reps; rep++) {
-                                const double t0 = now();
+                                const double t0 = bench_now();
                                 if (eng_cpu_mm_run(mm, tp, out, x, R, w) < 0)
                                     err = 1;
-                                times[rep] = now() - t0;
+                                times[rep] = bench_now() - t0;
                             }
-                            const double t = median(times, o.reps);
+                            const double t = bench_median(times, o.reps);
                             printf("    %-5s %3d thr  N=%-5lld K=%-5lld R=%-4d %9.3f ms"
                                    " %8.1f GFLOP/s %7.1f GB/s (cached)\n",
                                    eng_dtype_name(o.dt[di]), o.threads[ti], (long long)w->ne[1],

@@ -53,6 +53,23 @@ struct eng_cpu_kernels {
     void (*f32_to_f16)(uint16_t *out, const float *x, int64_t n);
 };
 
+/* Defines the table eng_cpu_kernels_<lvl> of a level unit: its matmul entries from
+ * mm_tmpl.h, its element-wise functions (vec_tmpl.h, or level_scalar.c's, under the same
+ * names) and the attention worker `att` of its attention unit. */
+#define ENG_CPU_KERNELS_DEFINE(lvl, att)                                                    \
+    const struct eng_cpu_kernels eng_cpu_kernels_##lvl = {                                  \
+        .name = #lvl,                                                                       \
+        .mm_act_bytes = mm_act_bytes,                                                       \
+        .mm_pack_bytes = mm_pack_bytes,                                                     \
+        .mm_worker = mm_worker,                                                             \
+        .att_worker = att,                                                                  \
+        .silu_mul = vec_silu_mul,                                                           \
+        .add = vec_add,                                                                     \
+        .exp_sum = vec_exp_sum,                                                             \
+        .rmsnorm = vec_rmsnorm,                                                             \
+        .f32_to_f16 = vec_f32_to_f16,                                                       \
+    }
+
 extern const struct eng_cpu_kernels eng_cpu_kernels_scalar;
 #if defined(__x86_64__)
 extern const struct eng_cpu_kernels eng_cpu_kernels_avx2;

@@ -8,15 +8,4 @@
 #include "mm_tmpl.h"
 #include "vec_tmpl.h"
 
-const struct eng_cpu_kernels eng_cpu_kernels_avx512 = {
-    .name = "avx512",
-    .mm_act_bytes = mm_act_bytes,
-    .mm_pack_bytes = mm_pack_bytes,
-    .mm_worker = mm_worker,
-    .att_worker = eng_cpu_attention_worker_avx512,
-    .silu_mul = vec_silu_mul,
-    .add = vec_add,
-    .exp_sum = vec_exp_sum,
-    .rmsnorm = vec_rmsnorm,
-    .f32_to_f16 = vec_f32_to_f16,
-};
+ENG_CPU_KERNELS_DEFINE(avx512, eng_cpu_attention_worker_avx512);

@@ -9,19 +9,19 @@
 
 #include <math.h>
 
-static void silu_mul_scalar(float *out, const float *g, const float *u, int64_t n)
+static void vec_silu_mul(float *out, const float *g, const float *u, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-static void add_scalar(float *out, const float *a, const float *b, int64_t n)
+static void vec_add(float *out, const float *a, const float *b, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         out[i] = a[i] + b[i];
 }
 
-static float exp_sum_scalar(float *x, float m, int64_t n)
+static float vec_exp_sum(float *x, float m, int64_t n)
 {
     float s = 0.0f;
     for (int64_t i = 0; i < n; i++) {
@@ -31,7 +31,7 @@ static float exp_sum_scalar(float *x, float m, int64_t n)
     return s;
 }
 
-static void rmsnorm_scalar(float *out, const float *x, const float *w, float eps, int64_t n)
+static void vec_rmsnorm(float *out, const float *x, const float *w, float eps, int64_t n)
 {
     double ss = 0.0;
     for (int64_t i = 0; i < n; i++)
@@ -41,24 +41,13 @@ static void rmsnorm_scalar(float *out, const float *x, const float *w, float eps
         out[i] = x[i] * s * w[i];
 }
 
-static void f32_to_f16_scalar(uint16_t *out, const float *x, int64_t n)
+static void vec_f32_to_f16(uint16_t *out, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         out[i] = eng_fp32_to_fp16(x[i]);
 }
 
-const struct eng_cpu_kernels eng_cpu_kernels_scalar = {
-    .name = "scalar",
-    .mm_act_bytes = mm_act_bytes,
-    .mm_pack_bytes = mm_pack_bytes,
-    .mm_worker = mm_worker,
-    .att_worker = eng_cpu_attention_worker_base,
-    .silu_mul = silu_mul_scalar,
-    .add = add_scalar,
-    .exp_sum = exp_sum_scalar,
-    .rmsnorm = rmsnorm_scalar,
-    .f32_to_f16 = f32_to_f16_scalar,
-};
+ENG_CPU_KERNELS_DEFINE(scalar, eng_cpu_attention_worker_base);
 
 const struct eng_cpu_kernels *eng_cpu_kernels(enum eng_cpu_level level)
 {

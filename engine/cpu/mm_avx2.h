@@ -373,17 +373,3 @@ static const struct mm_kind kind_f = {
     .pack = f_pack,
     .tile = f_tile,
 };
-
-/* ------------------------------------------------------------------------------------- */
-
-static const struct mm_kind *mm_kind_of(enum eng_dtype dt)
-{
-    switch (dt) {
-    case ENG_DTYPE_Q8_0:
-    case ENG_DTYPE_Q4_0: return &kind_q;
-    case ENG_DTYPE_F32:
-    case ENG_DTYPE_F16:
-    case ENG_DTYPE_BF16: return &kind_f;
-    default: return NULL;
-    }
-}

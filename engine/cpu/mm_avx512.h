@@ -369,14 +369,16 @@ AI __m512 load_w16(bool f16, const uint8_t *p, int64_t k, __mmask16 m)
     return _mm512_maskz_loadu_ps(m, p + k * 4);
 }
 
-/* One row of F32/F16 weights against R <= RX_F rows of F32 x (row-major, as given), for
- * outputs out[r * N]: the row is read once, front to back (one linear stream: rows side
- * by side in lockstep were measured slower, the hardware prefetchers follow one stream
- * best), U vectors of 16 weights per step, each converted once and FMAed with every row
- * of x into R*U accumulators (>= 8 chains hide the FMA latency); one horizontal sum per
- * output. */
-AI void gv_f(const int R, const int U, bool f16, const uint8_t *wr, const float *x, int64_t K,
-             float *out, int64_t N)
+/* One row of F32/F16 weights against R rows of F32 x, for outputs out[r * N]: the row is
+ * read once, front to back (one stream: rows side by side, even sharing each x load, were
+ * measured slower at every R, prefetched or not; the hardware prefetchers follow one
+ * stream best), U vectors of 16 weights per step, each converted once and FMAed with
+ * every row of x into R*U accumulators (>= 8 chains hide the FMA latency); one horizontal
+ * sum per output. x is either as given (il false: rows K floats apart, for R <= RX_F) or
+ * interleaved by f_act_row (il true: [k/16][R][16], the R vectors of one step adjacent;
+ * rows of x K floats apart alias in the L1 cache when K is a multiple of 1024). */
+AI void gv_f(const int R, const int U, bool f16, bool il, const uint8_t *wr, const float *x,
+             int64_t K, float *out, int64_t N)
 {
     __m512 acc[16];   // [r * U + u], R * U <= 16
     for (int i = 0; i < R * U; i++)
@@ -385,53 +387,22 @@ AI void gv_f(const int R, const int U, bool f16, const uint8_t *wr, const float 
     int64_t k = 0;
     for (; k + 16 * U <= K; k += 16 * U)
         for (int u = 0; u < U; u++) {
-            if (((k + 16 * u) * es) % 64 == 0)   // (rows are adjacent: past the row's end
-                _mm_prefetch((const char *)wr + (k + 16 * u) * es + PF_F, _MM_HINT_T1);
-            const __m512 wv = load_w16(f16, wr, k + 16 * u, 0xffff);
+            const int64_t ku = k + 16 * u;
+            if ((ku * es) % 64 == 0)   // (rows are adjacent: past the row's end, the next)
+                _mm_prefetch((const char *)wr + ku * es + PF_F, _MM_HINT_T1);
+            const __m512 wv = load_w16(f16, wr, ku, 0xffff);
             for (int r = 0; r < R; r++)
-                acc[r * U + u] =
-                    _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + r * K + k + 16 * u), acc[r * U + u]);
+                acc[r * U + u] = _mm512_fmadd_ps(
+                    wv, il ? _mm512_load_ps(x + ku * R + r * 16) : _mm512_loadu_ps(x + r * K + ku),
+                    acc[r * U + u]);
         }
-    for (; k < K; k += 16) {
+    for (; k < K; k += 16) {   // (the interleaved copy is zero past K)
         const __mmask16 m = mask16(K - k);
         const __m512 wv = load_w16(f16, wr, k, m);
         for (int r = 0; r < R; r++)
-            acc[r * U] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + r * K + k), acc[r * U]);
-    }
-    for (int r = 0; r < R; r++) {
-        __m512 s = acc[r * U];
-        for (int u = 1; u < U; u++)
-            s = _mm512_add_ps(s, acc[r * U + u]);
-        out[r * N] = _mm512_reduce_add_ps(s);
-    }
-}
-
-/* The same for RX_F < R <= RV_F rows of x, interleaved by f_act_row ([k/16][R][16]: the R
- * vectors of one step are adjacent, whatever K; rows of x K floats apart alias in the L1
- * cache when K is a multiple of 1024): per step U weight vectors of the one row, R x
- * vectors each, R*U FMAs. Still one weight row at a time: two rows side by side, sharing
- * each x load, ran slower at every R from 4 to 16, prefetched or not (measured). */
-AI void gv_fi(const int R, const int U, bool f16, const uint8_t *wr, const float *xi, int64_t K,
-              float *out, int64_t N)
-{
-    __m512 acc[16];   // [r * U + u], R * U <= 16
-    for (int i = 0; i < R * U; i++)
-        acc[i] = _mm512_setzero_ps();
-    const int64_t es = f16 ? 2 : 4;
-    int64_t k = 0;
-    for (; k + 16 * U <= K; k += 16 * U)
-        for (int u = 0; u < U; u++) {
-            if (((k + 16 * u) * es) % 64 == 0)   // (rows are adjacent: past the row's end
-                _mm_prefetch((const char *)wr + (k + 16 * u) * es + PF_F, _MM_HINT_T1);
-            const __m512 wv = load_w16(f16, wr, k + 16 * u, 0xffff);
-            const float *xk = xi + (k + 16 * u) * R;   // chunk (k / 16 + u): R vectors
-            for (int r = 0; r < R; r++)
-                acc[r * U + u] = _mm512_fmadd_ps(wv, _mm512_load_ps(xk + r * 16), acc[r * U + u]);
-        }
-    for (; k < K; k += 16) {   // (x is zero past K in the interleaved copy)
-        const __m512 wv = load_w16(f16, wr, k, mask16(K - k));
-        for (int r = 0; r < R; r++)
-            acc[r * U] = _mm512_fmadd_ps(wv, _mm512_load_ps(xi + k * R + r * 16), acc[r * U]);
+            acc[r * U] = _mm512_fmadd_ps(
+                wv, il ? _mm512_load_ps(x + k * R + r * 16) : _mm512_maskz_loadu_ps(m, x + r * K + k),
+                acc[r * U]);
     }
     for (int r = 0; r < R; r++) {
         __m512 s = acc[r * U];
@@ -451,7 +422,7 @@ static size_t f_act_bytes(int64_t R, int64_t K)
     return b;
 }
 
-/* Row r of x into the interleaved layout of gv_fi (zeros past K). */
+/* Row r of x into the interleaved layout of gv_f (zeros past K). */
 static void f_act_row(const struct mm_job *j, int64_t r)
 {
     const int64_t K = j->K, R = j->R;
@@ -466,22 +437,18 @@ static void f_gemv(const struct mm_job *j, void *scratch, int64_t lo, int64_t hi
     (void)scratch;
     const bool f16 = j->dt == ENG_DTYPE_F16;
     const int64_t K = j->K, N = j->N;
-#define GV(RR, UU)                                                                          \
+    const float *x = j->R <= RX_F ? j->x : j->act;
+#define GV(RR, UU, IL)                                                                      \
     do {                                                                                    \
         for (int64_t n = lo; n < hi; n++)                                                   \
-            f16 ? gv_f(RR, UU, true, j->w + (size_t)n * j->ws, j->x, K, j->out + n, N)      \
-                : gv_f(RR, UU, false, j->w + (size_t)n * j->ws, j->x, K, j->out + n, N);    \
+            f16 ? gv_f(RR, UU, true, IL, j->w + (size_t)n * j->ws, x, K, j->out + n, N)     \
+                : gv_f(RR, UU, false, IL, j->w + (size_t)n * j->ws, x, K, j->out + n, N);   \
     } while (0)
-#define GI(RR, UU)                                                                          \
-    do {                                                                                    \
-        for (int64_t n = lo; n < hi; n++)                                                   \
-            f16 ? gv_fi(RR, UU, true, j->w + (size_t)n * j->ws, j->act, K, j->out + n, N)   \
-                : gv_fi(RR, UU, false, j->w + (size_t)n * j->ws, j->act, K, j->out + n, N); \
-    } while (0)
+#define GI(RR, UU) GV(RR, UU, true)
     switch (j->R) {   // accumulators: R*U <= 16, >= 8 chains where R allows
-    case 1: GV(1, 8); break;
-    case 2: GV(2, 4); break;
-    case 3: GV(3, 4); break;
+    case 1: GV(1, 8, false); break;
+    case 2: GV(2, 4, false); break;
+    case 3: GV(3, 4, false); break;
     case 4: GI(4, 2); break;
     case 5: GI(5, 2); break;
     case 6: GI(6, 2); break;
@@ -731,16 +698,4 @@ static const struct mm_kind kind_bf = {
     .tile = bf_tile,
 };
 
-/* ------------------------------------------------------------------------------------- */
-
-static const struct mm_kind *mm_kind_of(enum eng_dtype dt)
-{
-    switch (dt) {
-    case ENG_DTYPE_Q8_0:
-    case ENG_DTYPE_Q4_0: return &kind_q;
-    case ENG_DTYPE_F32:
-    case ENG_DTYPE_F16: return &kind_f;
-    case ENG_DTYPE_BF16: return &kind_bf;
-    default: return NULL;
-    }
-}
+#define MM_KIND_BF16 kind_bf   /* BF16 has its own kind here (mm_tmpl.h) */

@@ -65,9 +65,8 @@ struct mm_call {
 };
 
 /* --- kinds: how one family of weight dtypes is multiplied at one level -------------------
- * Each level's mm_<isa>.h defines its kinds and
- *   static const struct mm_kind *mm_kind_of(enum eng_dtype dt);   (NULL: not a compute dtype)
- * and mm_tmpl.h, the one driver, runs a call as: (1) every thread converts its share of
+ * Each level's mm_<isa>.h defines its kinds (kind_q, kind_f, ...), mm_tmpl.h maps the
+ * dtypes to them (mm_kind_of) and, as the one driver, runs a call as: (1) every thread converts its share of
  * the rows of x with act_row (if the kind has one), barrier; (2) the output columns are
  * split over the threads in multiples of 16; (3) R <= rv: the row-wise kernel gemv
  * streams the thread's weight rows once against all R rows of x; otherwise for each
@@ -75,9 +74,11 @@ struct mm_call {
  * thread's scratch and tile runs the microkernel on up to rt rows of x at a time.
  *
  * Adding a weight type (e.g. a K-quant): give each mm_<isa>.h (and mm_scalar.h) either a
- * new kind, when it needs its own activation format or panel layout, or a new case in an
- * existing kind's hooks; map the dtype in mm_kind_of; extend eng_dtype_is_compute and the
- * oracle below (eng_cpu_mm_ref) so tests/test_matmul.c checks every level against it. */
+ * new kind, when it needs its own activation format or panel layout (a K-quant: Q8_K
+ * activations, its super-block scales), or a new case in an existing kind's hooks; map the
+ * dtype in mm_kind_of (mm_tmpl.h); extend eng_dtype_is_compute and the oracle below
+ * (eng_cpu_mm_ref, and the canonical order if it is quantized) so tests/test_matmul.c
+ * checks every level against it. */
 struct mm_kind {
     /* activations: bytes for R rows of K (SIZE_MAX on overflow; 0: none for this R);
      * act_row converts row r of j->x into j->act. NULL: the kernels read the F32 x as

@@ -1,11 +1,28 @@
 /* engine/cpu/mm_tmpl.h: the matmul driver, written once and compiled into every level
  * (level_scalar.c, level_avx2.c, level_avx512.c). Not a header to include elsewhere: the
- * includer has defined its kinds and mm_kind_of (mm_<isa>.h; the contract is in
- * mm_impl.h). Defines the level's three matmul entries of struct eng_cpu_kernels:
+ * includer has defined its kinds (mm_<isa>.h; the contract is in mm_impl.h). Defines the level's three matmul entries of struct eng_cpu_kernels:
  * mm_act_bytes, mm_pack_bytes and mm_worker (the pool worker, arg: struct mm_call). */
 #ifndef ORTHOD_ENGINE_CPU_MM_IMPL_H
 #error "include mm_impl.h and the level's mm_<isa>.h before mm_tmpl.h"
 #endif
+
+/* The kind each weight dtype runs on: every level defines kind_q (Q8_0, Q4_0) and kind_f
+ * (F32, F16, and BF16 unless the level defines MM_KIND_BF16 as its own kind). A new weight
+ * type gets its line here and, in every mm_<isa>.h, a kind or a case in a kind's hooks. */
+#ifndef MM_KIND_BF16
+#define MM_KIND_BF16 kind_f
+#endif
+static const struct mm_kind *mm_kind_of(enum eng_dtype dt)
+{
+    switch (dt) {
+    case ENG_DTYPE_Q8_0:
+    case ENG_DTYPE_Q4_0: return &kind_q;
+    case ENG_DTYPE_F32:
+    case ENG_DTYPE_F16: return &kind_f;
+    case ENG_DTYPE_BF16: return &MM_KIND_BF16;
+    default: return NULL;
+    }
+}
 
 static size_t mm_act_bytes(enum eng_dtype dt, int64_t R, int64_t K)
 {
