@@ -8,6 +8,8 @@
 
 #include "backend.h"
 
+struct eng_train_ops;            /* engine/train/train_ops.h */
+
 struct eng_backend_ops {
     /* identity, lifetime */
     const char *(*name)(eng_backend_t *be);            /* "cpu", "cuda:0" */
@@ -60,6 +62,10 @@ struct eng_backend_ops {
     int (*add)(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *a,
                const eng_tensor_t *b);
     int (*gather_rows)(eng_backend_t *be, eng_tensor_t *out, const eng_tensor_t *x);
+
+    /* (optional) training: backward ops, loss, optimizer (engine/train/train_ops.h);
+     * NULL: training on this backend gives ERR_UNSUPPORTED */
+    const struct eng_train_ops *train;
 };
 
 struct eng_backend {

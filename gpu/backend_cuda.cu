@@ -827,6 +827,7 @@ static const struct eng_backend_ops cuda_ops = {
     .swiglu = cuda_swiglu,
     .add = cuda_add,
     .gather_rows = cuda_gather_rows,
+    .train = nullptr,   // training ops: not yet on CUDA (engine/train/train_ops.h)
 };
 
 /* --- construction -------------------------------------------------------------------------------- */

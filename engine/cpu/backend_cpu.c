@@ -4,6 +4,7 @@
  * (a pool round trip costs more than the work). */
 #include "cpu.h"
 #include "kernels.h"
+#include "train_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ static void cpu_free(eng_backend_t *be)
     struct eng_cpu *cpu = CPU(be);
     eng_cpu_mm_free(cpu->mm);
     eng_tp_free(cpu->tp);
+    eng_cpu_train_free(cpu->train);
     free(cpu->att_scratch);
     free(cpu->rope_cs);
     free(cpu);
@@ -410,6 +412,7 @@ static const struct eng_backend_ops cpu_ops = {
     .swiglu = cpu_swiglu,
     .add = cpu_add,
     .gather_rows = cpu_gather_rows,
+    .train = &eng_cpu_train_ops,
 };
 
 #include <unistd.h>

@@ -84,6 +84,7 @@ struct eng_cpu {
     size_t att_scratch_floats;     /* per thread */
     char name[16];
     char desc[256];
+    struct eng_cpu_train *train;   /* training ops' state (train_cpu.c), made on first use */
 };
 
 /* attention.c: causal attention over the paged cache for the current step. */

@@ -1,0 +1,520 @@
+/* engine/cpu/train_kern.h: the training kernels as a template, included once per ISA level
+ * with TK_VL (floats per vector), TK_MR (GEMM tile rows), TK_NV (vectors per tile row) and
+ * TK_SETUP (the name of the function that fills a struct eng_cpu_tk). Plain C over GCC
+ * vector types; the including file's flags decide the instructions (see train_impl.h). */
+#include "train_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+#define TK_NR (TK_VL * TK_NV)
+
+typedef float tk_vf __attribute__((vector_size(TK_VL * 4)));
+
+#define AI static inline __attribute__((always_inline))
+
+AI tk_vf tk_ld(const float *p)
+{
+    tk_vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+AI void tk_st(float *p, tk_vf v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+AI int64_t tk_min(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Reductions with vector accumulators (the compiler does not reassociate float sums by
+ * itself); the order is fixed by n alone. */
+AI float tk_hsum(tk_vf v)
+{
+    float s = 0.0f;
+    for (int i = 0; i < TK_VL; i++)
+        s += v[i];
+    return s;
+}
+
+static float tk_dot(const float *a, const float *b, int64_t n)
+{
+    tk_vf acc0 = {0}, acc1 = {0};
+    int64_t i = 0;
+    for (; i + 2 * TK_VL <= n; i += 2 * TK_VL) {
+        acc0 += tk_ld(a + i) * tk_ld(b + i);
+        acc1 += tk_ld(a + i + TK_VL) * tk_ld(b + i + TK_VL);
+    }
+    for (; i + TK_VL <= n; i += TK_VL)
+        acc0 += tk_ld(a + i) * tk_ld(b + i);
+    float s = tk_hsum(acc0 + acc1);
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static float tk_sum(const float *a, int64_t n)
+{
+    tk_vf acc0 = {0}, acc1 = {0};
+    int64_t i = 0;
+    for (; i + 2 * TK_VL <= n; i += 2 * TK_VL) {
+        acc0 += tk_ld(a + i);
+        acc1 += tk_ld(a + i + TK_VL);
+    }
+    for (; i + TK_VL <= n; i += TK_VL)
+        acc0 += tk_ld(a + i);
+    float s = tk_hsum(acc0 + acc1);
+    for (; i < n; i++)
+        s += a[i];
+    return s;
+}
+
+static float tk_max(const float *a, int64_t n)
+{
+    float m = a[0];
+    int64_t i = 0;
+    if (n >= TK_VL) {
+        float mv[TK_VL];   // lane-wise maxima: the loop becomes vmaxps
+        memcpy(mv, a, sizeof mv);
+        for (i = TK_VL; i + TK_VL <= n; i += TK_VL)
+            for (int l = 0; l < TK_VL; l++)
+                mv[l] = a[i + l] > mv[l] ? a[i + l] : mv[l];
+        m = mv[0];
+        for (int l = 1; l < TK_VL; l++)
+            m = mv[l] > m ? mv[l] : m;
+    }
+    for (; i < n; i++)
+        m = a[i] > m ? a[i] : m;
+    return m;
+}
+
+/* exp(x): n = round(x log2 e) (by the 1.5 * 2^23 trick, so it vectorizes), r = x - n ln2
+ * in two parts, Cephes degree-5 polynomial, times 2^n built in the exponent bits. Inputs
+ * are clamped to [-87.3, 88]; about 1 ulp. */
+AI float tk_expf(float x)
+{
+    x = x < 88.0f ? x : 88.0f;
+    x = x > -87.3f ? x : -87.3f;
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500E-4f;
+    p = p * r + 1.3981999507E-3f;
+    p = p * r + 8.3334519073E-3f;
+    p = p * r + 4.1665795894E-2f;
+    p = p * r + 1.6666665459E-1f;
+    p = p * r + 5.0000001201E-1f;
+    p = p * (r * r) + (r + 1.0f);
+    const int32_t e = ((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &e, 4);
+    return p * s;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* GEMM                                                                                   */
+
+/* pa[strip][k][MR] for rows [m0, m0 + mc), k in [k0, k0 + kc); rows past M are zero. */
+static void tk_pack_a(const struct tk_gemm *g, float *pa, int64_t m0, int64_t mc, int64_t k0,
+                      int64_t kc)
+{
+    for (int64_t s = 0; s < mc; s += TK_MR) {
+        float *dst = pa + (s / TK_MR) * kc * TK_MR;
+        const int64_t rows = tk_min(TK_MR, mc - s);
+        if (g->a_trans) {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = g->a + (k0 + k) * g->lda + m0 + s;
+                for (int i = 0; i < TK_MR; i++)
+                    dst[k * TK_MR + i] = i < rows ? src[i] : 0.0f;
+            }
+        } else {
+            for (int i = 0; i < TK_MR; i++) {
+                if (i < rows) {
+                    const float *src = g->a + (m0 + s + i) * g->lda + k0;
+                    for (int64_t k = 0; k < kc; k++)
+                        dst[k * TK_MR + i] = src[k];
+                } else {
+                    for (int64_t k = 0; k < kc; k++)
+                        dst[k * TK_MR + i] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* pb[strip][k][NR] for columns [n0, n0 + nc), k in [k0, k0 + kc); columns past N zero. */
+static void tk_pack_b(const struct tk_gemm *g, float *pb, float *rowbuf, int64_t n0, int64_t nc,
+                      int64_t k0, int64_t kc)
+{
+    const int64_t ncr = tk_min(nc, g->N - n0);          // real columns
+    const int64_t strips = (nc + TK_NR - 1) / TK_NR;
+    const int64_t be = eng_dtype_block_elems(g->b_dt);
+    const size_t off = (size_t)(n0 / be) * eng_dtype_block_bytes(g->b_dt);
+    for (int64_t k = 0; k < kc; k++) {
+        const uint8_t *row = g->b + (size_t)(k0 + k) * g->ldb + off;
+        const float *src;
+        if (g->b_dt == ENG_DTYPE_F32) {
+            src = (const float *)(const void *)row;
+        } else {
+            eng_row_to_f32(g->b_dt, row, rowbuf, ncr);
+            src = rowbuf;
+        }
+        for (int64_t s = 0; s < strips; s++) {
+            float *dst = pb + s * kc * TK_NR + k * TK_NR;
+            const int64_t c0 = s * TK_NR;
+            if (c0 + TK_NR <= ncr) {
+                memcpy(dst, src + c0, TK_NR * sizeof(float));
+            } else {
+                for (int j = 0; j < TK_NR; j++)
+                    dst[j] = c0 + j < ncr ? src[c0 + j] : 0.0f;
+            }
+        }
+    }
+}
+
+/* c (rows x cols of an MR x NR tile, row stride ldc) = (acc ? c : 0) + alpha * pa pb. */
+static void tk_ukernel(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc,
+                       int rows, int cols, float alpha, bool acc, float *tmp)
+{
+    tk_vf t[TK_MR][TK_NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < TK_MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < TK_NV; v++)
+            t[i][v] = (tk_vf){0};
+    for (int64_t k = 0; k < kc; k++) {
+        tk_vf b[TK_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < TK_NV; v++)
+            b[v] = tk_ld(pb + k * TK_NR + v * TK_VL);
+#pragma GCC unroll 16
+        for (int i = 0; i < TK_MR; i++) {
+            const tk_vf a = (tk_vf){0} + pa[k * TK_MR + i];
+#pragma GCC unroll 4
+            for (int v = 0; v < TK_NV; v++)
+                t[i][v] += a * b[v];
+        }
+    }
+    if (rows == TK_MR && cols == TK_NR) {
+#pragma GCC unroll 16
+        for (int i = 0; i < TK_MR; i++)
+#pragma GCC unroll 4
+            for (int v = 0; v < TK_NV; v++) {
+                float *p = c + i * ldc + v * TK_VL;
+                tk_st(p, acc ? tk_ld(p) + t[i][v] * alpha : t[i][v] * alpha);
+            }
+        return;
+    }
+    for (int i = 0; i < TK_MR; i++)
+        for (int v = 0; v < TK_NV; v++)
+            tk_st(tmp + i * TK_NR + v * TK_VL, t[i][v] * alpha);
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++)
+            c[i * ldc + j] = acc ? c[i * ldc + j] + tmp[i * TK_NR + j] : tmp[i * TK_NR + j];
+}
+
+static void tk_gemm_worker(void *arg, int ith, int nth)
+{
+    const struct tk_gemm *g = arg;
+    float *pa = g->scratch + (size_t)ith * g->per_thread;
+    float *pb = pa + (size_t)TK_KC * TK_MR * TK_MC_STRIPS;
+    float *rowbuf = pb + (size_t)TK_KC * (TK_NC_MAX + TK_NR);
+    float *tmp = rowbuf + TK_NC_MAX + 32;
+    const int64_t MC = TK_MR * TK_MC_STRIPS;
+    const int64_t m_strips = (g->M + TK_MR - 1) / TK_MR;
+    const int64_t n_items = g->n_nblk * g->n_mslice;
+    for (int64_t it = ith; it < n_items; it += nth) {
+        const int64_t nb = it / g->n_mslice, ms = it % g->n_mslice;
+        const int64_t n0 = nb * g->nc, nc = tk_min(g->nc, g->N - n0);
+        // the slice's rows: whole MR strips, split evenly
+        const int64_t s0 = m_strips * ms / g->n_mslice, s1 = m_strips * (ms + 1) / g->n_mslice;
+        const int64_t mlo = s0 * TK_MR, mhi = tk_min(s1 * TK_MR, g->M);
+        if (mlo >= mhi || nc <= 0)
+            continue;
+        for (int64_t k0 = 0; k0 < g->Kd; k0 += TK_KC) {
+            const int64_t kc = tk_min(TK_KC, g->Kd - k0);
+            const bool acc = k0 > 0 || g->accumulate;
+            tk_pack_b(g, pb, rowbuf, n0, nc, k0, kc);
+            for (int64_t m0 = mlo; m0 < mhi; m0 += MC) {
+                const int64_t mc = tk_min(MC, mhi - m0);
+                tk_pack_a(g, pa, m0, mc, k0, kc);
+                for (int64_t s = 0; s < mc; s += TK_MR) {
+                    const int rows = (int)tk_min(TK_MR, mc - s);
+                    for (int64_t j = 0; j < nc; j += TK_NR) {
+                        const int cols = (int)tk_min(TK_NR, nc - j);
+                        tk_ukernel(kc, pa + (s / TK_MR) * kc * TK_MR, pb + (j / TK_NR) * kc * TK_NR,
+                                   g->c + (m0 + s) * g->ldc + n0 + j, g->ldc, rows, cols, g->alpha,
+                                   acc, tmp);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* attention over a packed batch                                                          */
+
+/* kt[d][j] = src[(s0 + j) * ld + d] for j < L (row stride of kt: lp). */
+static void tk_transpose_in(float *kt, int64_t lp, const float *src, int64_t ld, int64_t L,
+                            int32_t HS)
+{
+    for (int64_t j = 0; j < L; j++)
+        for (int32_t d = 0; d < HS; d++)
+            kt[d * lp + j] = src[j * ld + d];
+}
+
+static int64_t tk_attn_take(struct tk_attn *a, int32_t *seq, int32_t *kvh)
+{
+    const int64_t it = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
+    if (it >= a->n_items)
+        return -1;
+    *seq = a->order[it / a->NKV];
+    *kvh = (int32_t)(it % a->NKV);
+    return it;
+}
+
+static void tk_attn_fwd_worker(void *arg, int ith, int nth)
+{
+    (void)nth;
+    struct tk_attn *a = arg;
+    const int32_t HS = a->HS, NH = a->NH, NKV = a->NKV, grp = NH / NKV;
+    const int64_t qs = (int64_t)NH * HS, ks = (int64_t)NKV * HS;
+    float *scr = a->scratch + (size_t)ith * a->per_thread;
+    int32_t seq, kvh;
+    while (tk_attn_take(a, &seq, &kvh) >= 0) {
+        const int64_t t0 = a->start[seq], L = a->start[seq + 1] - t0;
+        const int64_t lp = (L + 15) & ~(int64_t)15;
+        float *kt = scr, *sc = kt + (size_t)HS * lp, *acc = sc + lp;
+        tk_transpose_in(kt, lp, a->k + t0 * ks + (int64_t)kvh * HS, ks, L, HS);
+        for (int32_t hh = 0; hh < grp; hh++) {
+            const int32_t h = kvh * grp + hh;
+            for (int64_t i = 0; i < L; i++) {
+                const float *q = a->q + (t0 + i) * qs + (int64_t)h * HS;
+                const int64_t n = i + 1;
+                for (int64_t j = 0; j < n; j++)
+                    sc[j] = 0.0f;
+                for (int32_t d = 0; d < HS; d++) {
+                    const float qd = q[d] * a->scale;
+                    const float *kr = kt + (int64_t)d * lp;
+                    for (int64_t j = 0; j < n; j++)
+                        sc[j] += qd * kr[j];
+                }
+                const float m = tk_max(sc, n);
+                for (int64_t j = 0; j < n; j++)
+                    sc[j] = tk_expf(sc[j] - m);
+                const float sum = tk_sum(sc, n);
+                for (int32_t d = 0; d < HS; d++)
+                    acc[d] = 0.0f;
+                const float *vb = a->v + t0 * ks + (int64_t)kvh * HS;
+                for (int64_t j = 0; j < n; j++) {
+                    const float p = sc[j];
+                    const float *vr = vb + j * ks;
+                    for (int32_t d = 0; d < HS; d++)
+                        acc[d] += p * vr[d];
+                }
+                const float inv = 1.0f / sum;
+                float *o = a->out + (t0 + i) * qs + (int64_t)h * HS;
+                for (int32_t d = 0; d < HS; d++)
+                    o[d] = acc[d] * inv;
+                a->lse[(t0 + i) * NH + h] = m + logf(sum);
+            }
+        }
+    }
+}
+
+static void tk_attn_bwd_worker(void *arg, int ith, int nth)
+{
+    (void)nth;
+    struct tk_attn *a = arg;
+    const int32_t HS = a->HS, NH = a->NH, NKV = a->NKV, grp = NH / NKV;
+    const int64_t qs = (int64_t)NH * HS, ks = (int64_t)NKV * HS;
+    float *scr = a->scratch + (size_t)ith * a->per_thread;
+    int32_t seq, kvh;
+    while (tk_attn_take(a, &seq, &kvh) >= 0) {
+        const int64_t t0 = a->start[seq], L = a->start[seq + 1] - t0;
+        const int64_t lp = (L + 15) & ~(int64_t)15;
+        float *kt = scr, *vt = kt + (size_t)HS * lp, *dkt = vt + (size_t)HS * lp,
+              *dvt = dkt + (size_t)HS * lp, *p = dvt + (size_t)HS * lp, *ds = p + lp;
+        tk_transpose_in(kt, lp, a->k + t0 * ks + (int64_t)kvh * HS, ks, L, HS);
+        tk_transpose_in(vt, lp, a->v + t0 * ks + (int64_t)kvh * HS, ks, L, HS);
+        memset(dkt, 0, sizeof(float) * (size_t)HS * (size_t)lp);
+        memset(dvt, 0, sizeof(float) * (size_t)HS * (size_t)lp);
+        for (int32_t hh = 0; hh < grp; hh++) {
+            const int32_t h = kvh * grp + hh;
+            for (int64_t i = 0; i < L; i++) {
+                const int64_t row = (t0 + i) * qs + (int64_t)h * HS;
+                const float *q = a->q + row, *dout = a->dout + row, *o = a->out_in + row;
+                const float lse = a->lse_in[(t0 + i) * NH + h];
+                const int64_t n = i + 1;
+                for (int64_t j = 0; j < n; j++) {
+                    p[j] = 0.0f;
+                    ds[j] = 0.0f;
+                }
+                float D = 0.0f;
+                for (int32_t d = 0; d < HS; d++) {
+                    const float qd = q[d] * a->scale, gd = dout[d];
+                    const float *kr = kt + (int64_t)d * lp, *vr = vt + (int64_t)d * lp;
+                    for (int64_t j = 0; j < n; j++) {
+                        p[j] += qd * kr[j];      // scores
+                        ds[j] += gd * vr[j];     // dP
+                    }
+                    D += gd * o[d];
+                }
+                for (int64_t j = 0; j < n; j++) {
+                    p[j] = tk_expf(p[j] - lse);
+                    ds[j] = p[j] * (ds[j] - D) * a->scale;
+                }
+                float *dq = a->dq + row;
+                for (int32_t d = 0; d < HS; d++) {
+                    const float *kr = kt + (int64_t)d * lp;
+                    float *dkr = dkt + (int64_t)d * lp, *dvr = dvt + (int64_t)d * lp;
+                    const float qd = q[d], gd = dout[d];
+                    for (int64_t j = 0; j < n; j++) {
+                        dkr[j] += qd * ds[j];
+                        dvr[j] += gd * p[j];
+                    }
+                    dq[d] = tk_dot(ds, kr, n);
+                }
+            }
+        }
+        for (int64_t j = 0; j < L; j++) {
+            float *dk = a->dk + (t0 + j) * ks + (int64_t)kvh * HS,
+                  *dv = a->dv + (t0 + j) * ks + (int64_t)kvh * HS;
+            for (int32_t d = 0; d < HS; d++) {
+                dk[d] = dkt[(int64_t)d * lp + j];
+                dv[d] = dvt[(int64_t)d * lp + j];
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* element-wise                                                                           */
+
+static void tk_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int64_t C,
+                           float eps)
+{
+    double ss = 0.0;
+    for (int64_t i = 0; i < C; i++)
+        ss += (double)x[i] * x[i];
+    const float s = (float)(1.0 / sqrt(ss / (double)C + eps));
+    *rstd = s;
+    for (int64_t i = 0; i < C; i++)
+        out[i] = x[i] * s * w[i];
+}
+
+static void tk_rmsnorm_bwd_dx(float *dx, const float *dy, const float *x, float rstd,
+                              const float *w, int64_t C, bool acc)
+{
+    float dot = 0.0f;
+    int64_t i0 = 0;
+    {
+        tk_vf va = {0};
+        for (; i0 + TK_VL <= C; i0 += TK_VL)
+            va += tk_ld(dy + i0) * tk_ld(w + i0) * tk_ld(x + i0);
+        dot = tk_hsum(va);
+    }
+    for (; i0 < C; i0++)
+        dot += dy[i0] * w[i0] * x[i0];
+    const float c = dot * rstd * rstd / (float)C;
+    if (acc) {
+        for (int64_t i = 0; i < C; i++)
+            dx[i] += rstd * (dy[i] * w[i] - x[i] * c);
+    } else {
+        for (int64_t i = 0; i < C; i++)
+            dx[i] = rstd * (dy[i] * w[i] - x[i] * c);
+    }
+}
+
+static void tk_rmsnorm_bwd_dw(float *dw, const float *dy, const float *x, float rstd, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        dw[i] += dy[i] * x[i] * rstd;
+}
+
+static void tk_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u,
+                          int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i], sg = 1.0f / (1.0f + tk_expf(-x));
+        const float d = dh[i], uu = u[i];
+        du[i] = d * x * sg;
+        dg[i] = d * uu * sg * (1.0f + x * (1.0f - sg));
+    }
+}
+
+static double tk_xent_row(float *z, int32_t target, int64_t V, float scale)
+{
+    const float zt = z[target];
+    const float m = tk_max(z, V);
+    for (int64_t i = 0; i < V; i++)
+        z[i] = tk_expf(z[i] - m);
+    const float sum = tk_sum(z, V);
+    const float inv = scale / sum;
+    for (int64_t i = 0; i < V; i++)
+        z[i] *= inv;
+    z[target] -= scale;
+    return (double)m + log((double)sum) - (double)zt;
+}
+
+static void tk_adamw(float *w, const float *g, float *m, float *v, int64_t n,
+                     const struct tk_adam *p)
+{
+    const float decay = 1.0f - p->lr * p->wd, b1 = p->b1, b2 = p->b2, gs = p->gscale;
+    const float step = p->lr / p->bc1, ib2 = 1.0f / p->bc2_sqrt;
+    for (int64_t i = 0; i < n; i++) {
+        const float gi = g[i] * gs;
+        const float mi = b1 * m[i] + (1.0f - b1) * gi;
+        const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        const float denom = sqrtf(vi) * ib2 + p->eps;
+        w[i] = w[i] * decay - step * (mi / denom);
+    }
+}
+
+static double tk_sumsq(const float *x, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    return s;
+}
+
+static void tk_axpy(float *y, const float *x, float a, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static void tk_to_bf16(uint16_t *out, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t w;
+        memcpy(&w, &x[i], 4);
+        out[i] = (w & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((w >> 16) | 64)
+                                                   : (uint16_t)((w + (0x7fffu + ((w >> 16) & 1))) >> 16);
+    }
+}
+
+void TK_SETUP(struct eng_cpu_tk *t)
+{
+    t->mr = TK_MR;
+    t->nr = TK_NR;
+    t->gemm_worker = tk_gemm_worker;
+    t->attn_fwd_worker = tk_attn_fwd_worker;
+    t->attn_bwd_worker = tk_attn_bwd_worker;
+    t->rmsnorm_fwd = tk_rmsnorm_fwd;
+    t->rmsnorm_bwd_dx = tk_rmsnorm_bwd_dx;
+    t->rmsnorm_bwd_dw = tk_rmsnorm_bwd_dw;
+    t->swiglu_bwd = tk_swiglu_bwd;
+    t->xent_row = tk_xent_row;
+    t->adamw = tk_adamw;
+    t->sumsq = tk_sumsq;
+    t->axpy = tk_axpy;
+    t->to_bf16 = tk_to_bf16;
+}
