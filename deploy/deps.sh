@@ -12,7 +12,7 @@ build-essential meson ninja-build pkg-config git
 libuv1-dev libmicrohttpd-dev libjansson-dev libinih-dev libsystemd-dev libutf8proc-dev
 libgnutls28-dev
 libcmocka-dev curl libcurl4-openssl-dev openssl
-python3 python3-numpy python3-yaml
+python3 python3-numpy python3-yaml python3-torch
 clang libclang-rt-14-dev
 wrk
 "

@@ -54,11 +54,15 @@ struct eng_data_opts {
     int64_t max_bytes;         /* refuse larger files (ERR_TOOLARGE); 0 = 4 GiB */
     bool add_bos;              /* prepend the vocab's BOS when it has one (default true) */
     bool add_eos;              /* append EOS after each completion / assistant turn (true) */
-    const char *chat_template; /* NULL: the model's tokenizer.chat_template, recognized by
-                                * family (chatml, llama2, llama3, zephyr, ...); if the model
-                                * has none, "chatml". Names: train.c eng_chat_template_names */
+    const char *chat_template; /* a family name (chatml, llama2, llama3, zephyr, plain) or a
+                                * Jinja template recognized by family; NULL: chatml.
+                                * eng_train_chat_template_of() picks the model's */
 };
 void eng_data_opts_default(struct eng_data_opts *o);   /* AUTO, 1024, add_bos, add_eos */
+/* The chat template family of a model's tokenizer.chat_template into name ("plain" when the
+ * model has none: "role: content" lines, EOS after each assistant turn). ERR_UNSUPPORTED
+ * when the template is of no known family (name one with eng_data_opts.chat_template). */
+int eng_train_chat_template_of(const eng_model_t *m, char *name, size_t cap);
 
 int eng_train_data_new(eng_train_data_t **out);
 void eng_train_data_free(eng_train_data_t *d);        /* NULL ok */
@@ -247,6 +251,13 @@ struct eng_train_export_opts {
 };
 int eng_train_export(eng_train_t *t, const char *dir, const struct eng_train_export_opts *o,
                      struct errbuf *eb);
+
+/* A model file to pretrain from scratch: a Llama of `shape` (eng_random_model_build's
+ * syntax; its vocab size is replaced by the tokenizer's) with the tokenizer (every
+ * tokenizer.* key) of `tokenizer_src`, weights N(0, 0.02) from seed, tied input/output
+ * embeddings when `tied`. Load it with eng_model_from_gguf and train with from_scratch. */
+int eng_train_scratch_model(const char *shape, const eng_gguf_t *tokenizer_src, bool tied,
+                            uint64_t seed, eng_gguf_t **out, struct errbuf *eb);
 
 struct eng_train_info {
     enum eng_train_method method;
