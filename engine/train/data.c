@@ -201,24 +201,80 @@ static int b_push(struct builder *b, int32_t id, bool sup)
     return 0;
 }
 
-/* Tokenizes text (special-token texts recognized) and appends it. */
-static int b_text(struct builder *b, const eng_vocab_t *v, const char *s, size_t len, bool sup)
+/* The rendered text of one sample and, per byte, whether it is supervised. */
+struct rtext {
+    char *s;
+    uint8_t *sup;
+    size_t n, cap;
+};
+
+static int rt_add(struct rtext *r, const char *s, size_t n, bool sup)
 {
-    if (len == 0)
+    if (r->n + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 1024;
+        while (cap < r->n + n + 1)
+            cap *= 2;
+        char *ns = realloc(r->s, cap);
+        if (!ns)
+            return ERR_NOMEM;
+        r->s = ns;
+        uint8_t *nm = realloc(r->sup, cap);
+        if (!nm)
+            return ERR_NOMEM;
+        r->sup = nm;
+        r->cap = cap;
+    }
+    memcpy(r->s + r->n, s, n);
+    memset(r->sup + r->n, sup, n);
+    r->n += n;
+    r->s[r->n] = '\0';
+    return 0;
+}
+
+/* Number of tokens text[0..n) takes (0 on an error). */
+static size_t n_tokens(const eng_vocab_t *v, const char *text, size_t n)
+{
+    size_t need = 0;
+    int rc = eng_tokenize(v, text, n, false, true, NULL, 0, &need);
+    return rc == 0 || rc == ERR_TOOLARGE ? need : 0;
+}
+
+/* Tokenizes the whole rendered text once (special-token texts recognized) and appends the
+ * ids; a supervised byte run [a, b) supervises tokens [ntok(text[0..a)), ntok(text[0..b))):
+ * the templates put span boundaries after a newline or a special token, where tokenizing a
+ * prefix gives the same tokens as the whole text does. */
+static int b_render(struct builder *b, const eng_vocab_t *v, const struct rtext *r)
+{
+    if (r->n == 0)
         return 0;
     size_t need = 0;
-    int32_t stackbuf[512];
-    int rc = eng_tokenize(v, s, len, false, true, stackbuf, 512, &need);
-    int32_t *ids = stackbuf;
-    if (rc == ERR_TOOLARGE && need > 512) {
+    int32_t *ids = NULL;
+    int rc = eng_tokenize(v, r->s, r->n, false, true, NULL, 0, &need);
+    if (rc == ERR_TOOLARGE && need > 0) {
         if (!(ids = malloc(need * sizeof *ids)))
             return ERR_NOMEM;
-        rc = eng_tokenize(v, s, len, false, true, ids, need, &need);
+        rc = eng_tokenize(v, r->s, r->n, false, true, ids, need, &need);
+    }
+    uint8_t *sup = rc == 0 ? calloc(need + 1, 1) : NULL;
+    if (rc == 0 && !sup)
+        rc = ERR_NOMEM;
+    for (size_t a = 0; rc == 0 && a < r->n;) {
+        if (!r->sup[a]) {
+            a++;
+            continue;
+        }
+        size_t e = a;
+        while (e < r->n && r->sup[e])
+            e++;
+        const size_t ka = n_tokens(v, r->s, a), kb = e == r->n ? need : n_tokens(v, r->s, e);
+        for (size_t k = ka; k < kb && k < need; k++)
+            sup[k] = 1;
+        a = e;
     }
     for (size_t i = 0; rc == 0 && i < need; i++)
-        rc = b_push(b, ids[i], sup);
-    if (ids != stackbuf)
-        free(ids);
+        rc = b_push(b, ids[i], sup[i]);
+    free(sup);
+    free(ids);
     return rc;
 }
 
@@ -258,22 +314,25 @@ struct turn {
     size_t role_len, content_len;
 };
 
-/* Renders turns into b: the assistant content and its end marker are supervised. */
-static int render_chat(struct builder *b, const eng_vocab_t *v, enum tmpl tp,
+/* Renders turns into r: the assistant content and its end marker are supervised. */
+static int render_chat(struct rtext *r, const eng_vocab_t *v, enum tmpl tp,
                        const struct turn *turns, size_t n, bool add_eos)
 {
-    const int32_t eos = eng_vocab_eos(v);
+    size_t eos_len = 0;
+    const char *eos_text = eng_vocab_eos(v) >= 0 ? eng_vocab_token_text(v, eng_vocab_eos(v), &eos_len)
+                                                 : NULL;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const struct turn *t = &turns[i];
         const bool asst = t->role_len == 9 && !memcmp(t->role, "assistant", 9);
         char pre[96];
         int pl = 0;
-        const char *end = "";
+        const char *end = "", *after = "";
         switch (tp) {
         case T_CHATML:
             pl = snprintf(pre, sizeof pre, "<|im_start|>%.*s\n", (int)t->role_len, t->role);
-            end = "<|im_end|>\n";
+            end = "<|im_end|>";
+            after = "\n";
             break;
         case T_LLAMA3:
             pl = snprintf(pre, sizeof pre, "<|start_header_id|>%.*s<|end_header_id|>\n\n",
@@ -282,7 +341,8 @@ static int render_chat(struct builder *b, const eng_vocab_t *v, enum tmpl tp,
             break;
         case T_ZEPHYR:
             pl = snprintf(pre, sizeof pre, "<|%.*s|>\n", (int)t->role_len, t->role);
-            end = "</s>\n";
+            end = "</s>";
+            after = "\n";
             break;
         case T_LLAMA2:
             if (asst) {
@@ -290,37 +350,27 @@ static int render_chat(struct builder *b, const eng_vocab_t *v, enum tmpl tp,
                 end = " </s>";
             } else if (t->role_len == 6 && !memcmp(t->role, "system", 6)) {
                 pl = snprintf(pre, sizeof pre, "[INST] <<SYS>>\n");
-                end = "\n<</SYS>>\n\n";
+                after = "\n<</SYS>>\n\n";
             } else {
                 // after a system block the [INST] is already open
                 const bool open = i > 0 && turns[i - 1].role_len == 6 &&
                                   !memcmp(turns[i - 1].role, "system", 6);
                 pl = snprintf(pre, sizeof pre, "%s", open ? "" : "[INST] ");
-                end = " [/INST]";
+                after = " [/INST]";
             }
             break;
         case T_PLAIN:
             pl = snprintf(pre, sizeof pre, "%s%.*s: ", i ? "\n" : "", (int)t->role_len, t->role);
-            end = "";
+            if (asst && add_eos && eos_text)
+                end = eos_text;
             break;
         }
-        if ((rc = b_text(b, v, pre, (size_t)pl, false)) < 0 ||
-            (rc = b_text(b, v, t->content, t->content_len, asst)) < 0)
-            break;
         // the end marker closes the assistant's turn: the model must learn to emit it
-        size_t el = strlen(end);
-        if (asst && el > 0) {
-            // supervise up to and including the marker token(s), not a trailing newline
-            const char *nl = memchr(end, '\n', el);
-            size_t sup_len = nl && nl != end ? (size_t)(nl - end) : el;
-            if ((rc = b_text(b, v, end, sup_len, true)) < 0 ||
-                (rc = b_text(b, v, end + sup_len, el - sup_len, false)) < 0)
-                break;
-        } else if ((rc = b_text(b, v, end, el, false)) < 0) {
+        if ((rc = rt_add(r, pre, (size_t)pl, false)) < 0 ||
+            (rc = rt_add(r, t->content, t->content_len, asst)) < 0 ||
+            (rc = rt_add(r, end, end == eos_text ? eos_len : strlen(end), asst)) < 0 ||
+            (rc = rt_add(r, after, strlen(after), false)) < 0)
             break;
-        }
-        if (asst && tp == T_PLAIN && add_eos && eos >= 0)
-            rc = b_push(b, eos, true);
     }
     return rc;
 }
@@ -462,6 +512,7 @@ struct load_ctx {
     enum tmpl tp;
     eng_train_data_t *d;
     struct builder b;
+    struct rtext r;
     const char *name;
 };
 
@@ -470,20 +521,25 @@ static int add_sample(void *ctx, int f, const struct turn *turns, size_t n,
 {
     struct load_ctx *c = ctx;
     struct builder *b = &c->b;
+    struct rtext *r = &c->r;
     b->n = 0;
     b->truncated = false;
+    r->n = 0;
     int rc = 0;
     const int32_t bos = eng_vocab_bos(c->v), eos = eng_vocab_eos(c->v);
-    if (c->o->add_bos && bos >= 0 && eng_vocab_add_bos(c->v))
-        rc = b_push(b, bos, false);
-    if (rc == 0 && f == ENG_DATA_CHAT)
-        rc = render_chat(b, c->v, c->tp, turns, n, c->o->add_eos);
-    if (rc == 0 && f == ENG_DATA_COMPLETION) {
-        if ((rc = b_text(b, c->v, pc[0].content, pc[0].content_len, false)) == 0)
-            rc = b_text(b, c->v, pc[1].content, pc[1].content_len, true);
-        if (rc == 0 && c->o->add_eos && eos >= 0)
-            rc = b_push(b, eos, true);
+    if (f == ENG_DATA_CHAT) {
+        rc = render_chat(r, c->v, c->tp, turns, n, c->o->add_eos);
+    } else {
+        size_t el = 0;
+        const char *et = c->o->add_eos && eos >= 0 ? eng_vocab_token_text(c->v, eos, &el) : NULL;
+        if ((rc = rt_add(r, pc[0].content, pc[0].content_len, false)) == 0 &&
+            (rc = rt_add(r, pc[1].content, pc[1].content_len, true)) == 0 && et)
+            rc = rt_add(r, et, el, true);
     }
+    if (rc == 0 && c->o->add_bos && bos >= 0 && eng_vocab_add_bos(c->v))
+        rc = b_push(b, bos, false);
+    if (rc == 0)
+        rc = b_render(b, c->v, r);
     if (rc < 0)
         return err_set(eb, rc, "line %lld: cannot tokenize (%s)", (long long)line, err_str(rc));
     bool any = false;
@@ -622,6 +678,8 @@ int eng_train_data_load_mem(const eng_vocab_t *v, const char *name, const char *
                        NULL, eb);
         free(c.b.tok);
         free(c.b.mask);
+        free(c.r.s);
+        free(c.r.sup);
 #else
         rc = err_set(eb, ERR_UNSUPPORTED, "this build has no JSON support (jansson) for JSONL data");
 #endif

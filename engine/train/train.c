@@ -544,6 +544,8 @@ int eng_train_new(eng_model_t *m, const struct eng_train_config *cfg,
     t->eval = eval;
     if (cb)
         t->cb = *cb;
+    else
+        t->cb.log.min = LOG_INFO;
     t->C = hp->n_embd;
     t->F = hp->n_ff;
     t->NH = hp->n_head;
