@@ -10,5 +10,6 @@ int cmd_config(int argc, char **argv);     /* server/config.c */
 int cmd_generate(int argc, char **argv);   /* server/cli/generate.c (engine only) */
 int cmd_tokenize(int argc, char **argv);   /* server/cli/tokenize.c (engine only) */
 int cmd_bench(int argc, char **argv);      /* server/cli/bench.c (engine only) */
+int cmd_train(int argc, char **argv);      /* server/cli/train.c (engine only) */
 
 #endif

@@ -20,6 +20,7 @@ static void usage(FILE *f)
                "  generate   complete one prompt on the command line\n"
                "  tokenize   print the token ids of a text\n"
                "  bench      measure prefill and decode speed\n"
+               "  train      fine-tune (LoRA or full) or pretrain a model\n"
                "  config     print the effective configuration\n\n"
                "  --version  print the version and the features compiled in\n"
                "  --help     this text; `orthod COMMAND --help` for a command's flags\n");
@@ -47,7 +48,7 @@ int main(int argc, char **argv)
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     }
     if (argc < 2) {
-        fprintf(stderr, "orthod: missing command: serve, generate, tokenize, bench or config "
+        fprintf(stderr, "orthod: missing command: serve, generate, tokenize, bench, train or config "
                         "(see orthod --help for usage)\n");
         return 2;
     }
@@ -68,6 +69,8 @@ int main(int argc, char **argv)
         return cmd_tokenize(sub_argc, sub_argv);
     if (strcmp(cmd, "bench") == 0)
         return cmd_bench(sub_argc, sub_argv);
+    if (strcmp(cmd, "train") == 0)
+        return cmd_train(sub_argc, sub_argv);
     if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "config") == 0) {
 #if ORTHOD_HAVE_SERVER
         return cmd[0] == 's' ? cmd_serve(sub_argc, sub_argv) : cmd_config(sub_argc, sub_argv);
