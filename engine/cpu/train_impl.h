@@ -8,8 +8,9 @@
  * GEMM (matmul_dx, matmul_dw): C (M, N) = (acc ? C : 0) + alpha * opA (M, Kd) @ B (Kd, N),
  * A F32 (row-major or transposed), B row-major in any compute dtype (rows converted to F32
  * while packing). BLIS-style: work items are (column block of nc, slice of M); per K chunk
- * of KC the item packs its B panel [NR strips][k][NR] once, then per MC rows packs A
- * [MR strips][k][MR] and runs an MR x NR register-tile microkernel. Each output element is
+ * of KC the item packs its B panel [NR strips][k][NR] once (it stays in L2), then runs an
+ * MR x NR register-tile microkernel over each MR rows of its slice, reading A in place (an
+ * MR x KC block is 8 KiB: it stays in L1; packing it cost more than it saved). Each output element is
  * computed by one thread in one fixed k order, so results do not depend on the thread
  * count.
  *
@@ -27,7 +28,6 @@
 
 #define TK_KC 256          /* K chunk of the GEMM panels */
 #define TK_NC_MAX 512      /* columns per GEMM work item at most */
-#define TK_MC_STRIPS 16    /* MR-row strips per A panel */
 
 struct tk_gemm {
     int64_t M, N, Kd;
@@ -51,8 +51,8 @@ struct tk_gemm {
 /* Scratch floats one thread's GEMM needs with the level's MR and NR. */
 static inline size_t tk_gemm_scratch_floats(int mr, int nr)
 {
-    return (size_t)TK_KC * (size_t)(mr * TK_MC_STRIPS) + (size_t)TK_KC * (TK_NC_MAX + (size_t)nr) +
-           (size_t)TK_NC_MAX + 64 + (size_t)mr * (size_t)nr;
+    return (size_t)TK_KC * (TK_NC_MAX + (size_t)nr) + (size_t)TK_NC_MAX + 64 +
+           (size_t)mr * (size_t)nr;
 }
 
 struct tk_attn {

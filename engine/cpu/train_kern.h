@@ -117,34 +117,6 @@ AI float tk_expf(float x)
 /* ------------------------------------------------------------------------------------- */
 /* GEMM                                                                                   */
 
-/* pa[strip][k][MR] for rows [m0, m0 + mc), k in [k0, k0 + kc); rows past M are zero. */
-static void tk_pack_a(const struct tk_gemm *g, float *pa, int64_t m0, int64_t mc, int64_t k0,
-                      int64_t kc)
-{
-    for (int64_t s = 0; s < mc; s += TK_MR) {
-        float *dst = pa + (s / TK_MR) * kc * TK_MR;
-        const int64_t rows = tk_min(TK_MR, mc - s);
-        if (g->a_trans) {
-            for (int64_t k = 0; k < kc; k++) {
-                const float *src = g->a + (k0 + k) * g->lda + m0 + s;
-                for (int i = 0; i < TK_MR; i++)
-                    dst[k * TK_MR + i] = i < rows ? src[i] : 0.0f;
-            }
-        } else {
-            for (int i = 0; i < TK_MR; i++) {
-                if (i < rows) {
-                    const float *src = g->a + (m0 + s + i) * g->lda + k0;
-                    for (int64_t k = 0; k < kc; k++)
-                        dst[k * TK_MR + i] = src[k];
-                } else {
-                    for (int64_t k = 0; k < kc; k++)
-                        dst[k * TK_MR + i] = 0.0f;
-                }
-            }
-        }
-    }
-}
-
 /* pb[strip][k][NR] for columns [n0, n0 + nc), k in [k0, k0 + kc); columns past N zero. */
 static void tk_pack_b(const struct tk_gemm *g, float *pb, float *rowbuf, int64_t n0, int64_t nc,
                       int64_t k0, int64_t kc)
@@ -175,10 +147,17 @@ static void tk_pack_b(const struct tk_gemm *g, float *pb, float *rowbuf, int64_t
     }
 }
 
-/* c (rows x cols of an MR x NR tile, row stride ldc) = (acc ? c : 0) + alpha * pa pb. */
-static void tk_ukernel(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc,
-                       int rows, int cols, float alpha, bool acc, float *tmp)
+/* c (rows x cols of an MR x NR tile, row stride ldc) = (acc ? c : 0) + alpha * A pb, where
+ * tile row i, k is a[i * si + k * sk] (A is read in place: each k broadcasts MR values; the
+ * MR x kc block stays in L1). Rows past `rows` repeat the last row (their sums are dropped). */
+AI void tk_ukernel_body(int64_t kc, const float *a, int64_t si, int64_t sk, const float *pb,
+                        float *c, int64_t ldc, int rows, int cols, float alpha, bool acc,
+                        float *tmp)
 {
+    const float *ap[TK_MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < TK_MR; i++)
+        ap[i] = a + (i < rows ? i : rows - 1) * si;
     tk_vf t[TK_MR][TK_NV];
 #pragma GCC unroll 16
     for (int i = 0; i < TK_MR; i++)
@@ -192,10 +171,10 @@ static void tk_ukernel(int64_t kc, const float *pa, const float *pb, float *c, i
             b[v] = tk_ld(pb + k * TK_NR + v * TK_VL);
 #pragma GCC unroll 16
         for (int i = 0; i < TK_MR; i++) {
-            const tk_vf a = (tk_vf){0} + pa[k * TK_MR + i];
+            const tk_vf av = (tk_vf){0} + ap[i][k * sk];
 #pragma GCC unroll 4
             for (int v = 0; v < TK_NV; v++)
-                t[i][v] += a * b[v];
+                t[i][v] += av * b[v];
         }
     }
     if (rows == TK_MR && cols == TK_NR) {
@@ -216,14 +195,25 @@ static void tk_ukernel(int64_t kc, const float *pa, const float *pb, float *c, i
             c[i * ldc + j] = acc ? c[i * ldc + j] + tmp[i * TK_NR + j] : tmp[i * TK_NR + j];
 }
 
+/* A row-major (k contiguous) and A transposed (rows contiguous): each a specialization. */
+static void tk_ukernel_rows(int64_t kc, const float *a, int64_t lda, const float *pb, float *c,
+                            int64_t ldc, int rows, int cols, float alpha, bool acc, float *tmp)
+{
+    tk_ukernel_body(kc, a, lda, 1, pb, c, ldc, rows, cols, alpha, acc, tmp);
+}
+
+static void tk_ukernel_cols(int64_t kc, const float *a, int64_t lda, const float *pb, float *c,
+                            int64_t ldc, int rows, int cols, float alpha, bool acc, float *tmp)
+{
+    tk_ukernel_body(kc, a, 1, lda, pb, c, ldc, rows, cols, alpha, acc, tmp);
+}
+
 static void tk_gemm_worker(void *arg, int ith, int nth)
 {
     const struct tk_gemm *g = arg;
-    float *pa = g->scratch + (size_t)ith * g->per_thread;
-    float *pb = pa + (size_t)TK_KC * TK_MR * TK_MC_STRIPS;
+    float *pb = g->scratch + (size_t)ith * g->per_thread;
     float *rowbuf = pb + (size_t)TK_KC * (TK_NC_MAX + TK_NR);
     float *tmp = rowbuf + TK_NC_MAX + 32;
-    const int64_t MC = TK_MR * TK_MC_STRIPS;
     const int64_t m_strips = (g->M + TK_MR - 1) / TK_MR;
     const int64_t n_items = g->n_nblk * g->n_mslice;
     for (int64_t it = ith; it < n_items; it += nth) {
@@ -238,17 +228,18 @@ static void tk_gemm_worker(void *arg, int ith, int nth)
             const int64_t kc = tk_min(TK_KC, g->Kd - k0);
             const bool acc = k0 > 0 || g->accumulate;
             tk_pack_b(g, pb, rowbuf, n0, nc, k0, kc);
-            for (int64_t m0 = mlo; m0 < mhi; m0 += MC) {
-                const int64_t mc = tk_min(MC, mhi - m0);
-                tk_pack_a(g, pa, m0, mc, k0, kc);
-                for (int64_t s = 0; s < mc; s += TK_MR) {
-                    const int rows = (int)tk_min(TK_MR, mc - s);
-                    for (int64_t j = 0; j < nc; j += TK_NR) {
-                        const int cols = (int)tk_min(TK_NR, nc - j);
-                        tk_ukernel(kc, pa + (s / TK_MR) * kc * TK_MR, pb + (j / TK_NR) * kc * TK_NR,
-                                   g->c + (m0 + s) * g->ldc + n0 + j, g->ldc, rows, cols, g->alpha,
-                                   acc, tmp);
-                    }
+            for (int64_t m = mlo; m < mhi; m += TK_MR) {
+                const int rows = (int)tk_min(TK_MR, mhi - m);
+                for (int64_t j = 0; j < nc; j += TK_NR) {
+                    const int cols = (int)tk_min(TK_NR, nc - j);
+                    float *cp = g->c + m * g->ldc + n0 + j;
+                    const float *bp = pb + (j / TK_NR) * kc * TK_NR;
+                    if (g->a_trans)
+                        tk_ukernel_cols(kc, g->a + k0 * g->lda + m, g->lda, bp, cp, g->ldc, rows,
+                                        cols, g->alpha, acc, tmp);
+                    else
+                        tk_ukernel_rows(kc, g->a + m * g->lda + k0, g->lda, bp, cp, g->ldc, rows,
+                                        cols, g->alpha, acc, tmp);
                 }
             }
         }
