@@ -9,15 +9,6 @@
 
 #include <math.h>
 
-/* A contiguous F32 activation view of `rows` rows of `cols` at data. */
-static eng_tensor_t act(float *data, int64_t cols, int64_t rows)
-{
-    eng_tensor_t t;
-    int64_t ne[2] = {cols, rows};
-    eng_tensor_init(&t, ENG_DTYPE_F32, 2, ne);
-    t.data = data;
-    return t;
-}
 
 int eng__forward(eng_ctx_t *c)
 {
@@ -40,9 +31,10 @@ int eng__forward(eng_ctx_t *c)
 
     if ((rc = eng_step_begin(be, st)) < 0)
         return rc;
-    eng_tensor_t x = act(c->act_x, C, T), xb = act(c->act_xb, C, T);
-    eng_tensor_t q = act(c->act_q, Q, T), k = act(c->act_k, KV, T), v = act(c->act_v, KV, T);
-    eng_tensor_t att = act(c->act_att, Q, T);
+    eng_tensor_t x = eng__act(c->act_x, C, T), xb = eng__act(c->act_xb, C, T);
+    eng_tensor_t q = eng__act(c->act_q, Q, T), k = eng__act(c->act_k, KV, T),
+                 v = eng__act(c->act_v, KV, T);
+    eng_tensor_t att = eng__act(c->act_att, Q, T);
     TRY(eng_op_embed(be, &x, &m->tok_embd));
     for (int l = 0; l < hp->n_layer; l++) {
         const struct eng_layer *L = &m->layers[l];
@@ -61,16 +53,16 @@ int eng__forward(eng_ctx_t *c)
             // only the output rows go on: gather them from the residual and attention
             if (O == 0)
                 break;
-            xo = act(c->act_xo, C, O);
-            atto = act(c->act_q, Q, O);        // q is dead after attention
+            xo = eng__act(c->act_xo, C, O);
+            atto = eng__act(c->act_q, Q, O);        // q is dead after attention
             TRY(eng_op_gather_rows(be, &xo, &x));
             TRY(eng_op_gather_rows(be, &atto, &att));
             att = atto;
             xr = &xo;
             R = O;
         }
-        eng_tensor_t xbr = act(c->act_xb, C, R);
-        eng_tensor_t hb = act(c->act_hb, F, R), hb2 = act(c->act_hb2, F, R);
+        eng_tensor_t xbr = eng__act(c->act_xb, C, R);
+        eng_tensor_t hb = eng__act(c->act_hb, F, R), hb2 = eng__act(c->act_hb2, F, R);
         TRY(eng_op_matmul(be, &xbr, &att, &L->wo));
         TRY(eng_op_add(be, xr, xr, &xbr));
         TRY(eng_op_rmsnorm(be, &xbr, xr, &L->ffn_norm, hp->rms_eps));
@@ -84,7 +76,7 @@ int eng__forward(eng_ctx_t *c)
             x = *xr;    // the residual now holds only the output rows
     }
     if (O > 0) {
-        eng_tensor_t xo = act(c->act_xo, C, O), lg = act(c->act_logits, hp->n_vocab, O);
+        eng_tensor_t xo = eng__act(c->act_xo, C, O), lg = eng__act(c->act_logits, hp->n_vocab, O);
         if (x.data != xo.data)    // O == T: the residual still has every row
             TRY(eng_op_gather_rows(be, &xo, &x));
         TRY(eng_op_rmsnorm(be, &xo, &xo, &m->output_norm, hp->rms_eps));

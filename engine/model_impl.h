@@ -45,6 +45,17 @@ struct eng_model {
     struct eng_model_info info;
 };
 
+/* A contiguous F32 activation view of `rows` rows of `cols` at data (forward.c and the
+ * training pass, engine/train/model_train.c). */
+static inline eng_tensor_t eng__act(float *data, int64_t cols, int64_t rows)
+{
+    eng_tensor_t t;
+    int64_t ne[2] = {cols, rows};
+    eng_tensor_init(&t, ENG_DTYPE_F32, 2, ne);
+    t.data = data;
+    return t;
+}
+
 /* model.c: eng_model_from_gguf with the path used for the model's display name. */
 int eng__model_from_gguf_named(eng_gguf_t *g, const struct eng_model_params *p, const char *path,
                                eng_model_t **out, struct errbuf *eb);

@@ -10,6 +10,7 @@
  *   - schedules, target parsing, config checks;
  *   - exports: adapter.gguf and model.gguf read back (names, shapes, values), safetensors
  *     header, and a fine-tuned model.gguf that loads and computes the trained logits. */
+#include "check.h"
 #include "../engine/train/train_impl.h"
 
 #include <dirent.h>
@@ -20,17 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                        \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                \
-            fprintf(stderr, __VA_ARGS__);                                                       \
-            fprintf(stderr, "\n");                                                              \
-            failures++;                                                                         \
-        }                                                                                       \
-    } while (0)
 
 static char tmpdir[256];
 

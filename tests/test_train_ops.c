@@ -4,6 +4,7 @@
  * thread counts), odd shapes (tails of every tile), and every weight dtype for matmul_dx.
  * Also: the attention backward against finite differences of the forward, and the
  * checked wrappers' rejection of bad arguments. */
+#include "check.h"
 #include "../engine/train/train_ops.h"
 
 #include <math.h>
@@ -11,17 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                        \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                \
-            fprintf(stderr, __VA_ARGS__);                                                       \
-            fprintf(stderr, "\n");                                                              \
-            failures++;                                                                         \
-        }                                                                                       \
-    } while (0)
 
 static uint64_t rng = 88172645463325252ull;
 static float frand(void)   /* uniform in [-1, 1) */

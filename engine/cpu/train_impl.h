@@ -10,9 +10,9 @@
  * while packing). BLIS-style: work items are (column block of nc, slice of M); per K chunk
  * of KC the item packs its B panel [NR strips][k][NR] once (it stays in L2), then runs an
  * MR x NR register-tile microkernel over each MR rows of its slice, reading A in place (an
- * MR x KC block is 8 KiB: it stays in L1; packing it cost more than it saved). Each output element is
- * computed by one thread in one fixed k order, so results do not depend on the thread
- * count.
+ * MR x KC block is 8 KiB: it stays in L1; packing it cost more than it saved). Each output
+ * element is computed by one thread in one fixed k order, so results do not depend on the
+ * thread count.
  *
  * Attention (packed training batch): a work item is one (sample, KV head); it transposes
  * the sample's keys (and values, for backward) of that head into [HS][L] so that the

@@ -487,8 +487,8 @@ static void tk_to_bf16(uint16_t *out, const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) {
         uint32_t w;
         memcpy(&w, &x[i], 4);
-        out[i] = (w & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((w >> 16) | 64)
-                                                   : (uint16_t)((w + (0x7fffu + ((w >> 16) & 1))) >> 16);
+        const uint16_t rne = (uint16_t)((w + (0x7fffu + ((w >> 16) & 1))) >> 16);
+        out[i] = (w & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((w >> 16) | 64) : rne;
     }
 }
 

@@ -151,7 +151,8 @@ int eng_train_data_split(eng_train_data_t *d, int32_t k, eng_train_data_t **held
     }
     for (int64_t i = 0; i < d->n && rc == 0; i++) {
         const int32_t n = (int32_t)(d->off[i + 1] - d->off[i]);
-        rc = eng_train_data_add(i % k == k - 1 ? ho : keep, d->tok + d->off[i], d->mask + d->off[i], n);
+        rc = eng_train_data_add(i % k == k - 1 ? ho : keep, d->tok + d->off[i],
+                                d->mask + d->off[i], n);
     }
     if (rc < 0 || ho->n == 0) {
         eng_train_data_free(keep);
@@ -319,8 +320,8 @@ static int render_chat(struct rtext *r, const eng_vocab_t *v, enum tmpl tp,
                        const struct turn *turns, size_t n, bool add_eos)
 {
     size_t eos_len = 0;
-    const char *eos_text = eng_vocab_eos(v) >= 0 ? eng_vocab_token_text(v, eng_vocab_eos(v), &eos_len)
-                                                 : NULL;
+    const int32_t eos = eng_vocab_eos(v);
+    const char *eos_text = eos >= 0 ? eng_vocab_token_text(v, eos, &eos_len) : NULL;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const struct turn *t = &turns[i];
@@ -681,7 +682,8 @@ int eng_train_data_load_mem(const eng_vocab_t *v, const char *name, const char *
         free(c.r.s);
         free(c.r.sup);
 #else
-        rc = err_set(eb, ERR_UNSUPPORTED, "this build has no JSON support (jansson) for JSONL data");
+        rc = err_set(eb, ERR_UNSUPPORTED,
+                     "this build has no JSON support (jansson) for JSONL data");
 #endif
     }
     if (rc < 0) {

@@ -176,8 +176,8 @@ int trn_export_lora(eng_train_t *t, const char *dir, const char *base_name, stru
                 for (int64_t h = 0; h < heads; h++)
                     for (int64_t cc = 0; cc < 2; cc++)
                         for (int64_t j = 0; j < half; j++)
-                            memcpy(hp + (h * HS + cc * half + j) * r, hb + (h * HS + 2 * j + cc) * r,
-                                   (size_t)r * 4);
+                            memcpy(hp + (h * HS + cc * half + j) * r,
+                                   hb + (h * HS + 2 * j + cc) * r, (size_t)r * 4);
                 pb = hp;
             }
             snprintf(st[n_st].name, sizeof st[n_st].name,
@@ -373,7 +373,8 @@ static int export_full(eng_train_t *t, const char *path, enum eng_dtype dt, stru
         const size_t rb = eng_dtype_row_bytes(od, p->ne0);
         void *data = h;
         if (od != ENG_DTYPE_F32) {
-            if (!(data = malloc(rb * (size_t)p->ne1)) || (rc = eng_gguf_hold(g, data, free_ptr)) < 0) {
+            data = malloc(rb * (size_t)p->ne1);
+            if (!data || (rc = eng_gguf_hold(g, data, free_ptr)) < 0) {
                 free(data);
                 rc = ERR_NOMEM;
                 break;

@@ -23,14 +23,6 @@
 #include <math.h>
 #include <string.h>
 
-static eng_tensor_t act(float *data, int64_t cols, int64_t rows)
-{
-    eng_tensor_t t;
-    int64_t ne[2] = {cols, rows};
-    eng_tensor_init(&t, ENG_DTYPE_F32, 2, ne);
-    t.data = data;
-    return t;
-}
 
 #define TRY(e)                                                                                  \
     do {                                                                                        \
@@ -44,10 +36,10 @@ static int lin_fwd(eng_train_t *t, const struct trn_lin *l, float *y, const floa
                    int32_t T)
 {
     eng_backend_t *be = t->be;
-    eng_tensor_t ty = act(y, l->out, T), tx = act((float *)x, l->in, T);
+    eng_tensor_t ty = eng__act(y, l->out, T), tx = eng__act((float *)x, l->in, T);
     TRY(eng_op_matmul(be, &ty, &tx, l->w));
     if (l->a) {
-        eng_tensor_t tu = act(lu, t->R, T), tt = act(t->tmp, l->out, T);
+        eng_tensor_t tu = eng__act(lu, t->R, T), tt = eng__act(t->tmp, l->out, T);
         TRY(eng_op_matmul(be, &tu, &tx, &l->a->t));
         TRY(eng_op_matmul(be, &tt, &tu, &l->b->t));
         TRY(eng_top_axpy(be, y, t->tmp, t->lora_scale, (int64_t)T * l->out));
@@ -106,15 +98,17 @@ static int block_fwd(eng_train_t *t, int64_t l)
     TRY(eng_top_attn_fwd(be, a->att, a->lse, a->q, a->k, a->v, T, &sq, (int32_t)t->NH,
                          (int32_t)t->NKV, (int32_t)t->HS, 1.0f / sqrtf((float)t->HS)));
     TRY(lin_fwd(t, &ly->lin[TRN_O], t->dxn, a->att, a->lu[TRN_O], T));
-    eng_tensor_t txm = act(a->xmid, t->C, T), tx = act(x, t->C, T), to = act(t->dxn, t->C, T);
+    eng_tensor_t txm = eng__act(a->xmid, t->C, T), tx = eng__act(x, t->C, T),
+                 to = eng__act(t->dxn, t->C, T);
     TRY(eng_op_add(be, &txm, &tx, &to));
     TRY(eng_top_rmsnorm_fwd(be, a->xn2, a->rstd2, a->xmid, ly->ffn_norm.w, T, t->C, eps));
     TRY(lin_fwd(t, &ly->lin[TRN_GATE], a->g, a->xn2, a->lu[TRN_GATE], T));
     TRY(lin_fwd(t, &ly->lin[TRN_UP], a->u, a->xn2, a->lu[TRN_UP], T));
-    eng_tensor_t th = act(a->h, t->F, T), tg = act(a->g, t->F, T), tu = act(a->u, t->F, T);
+    eng_tensor_t th = eng__act(a->h, t->F, T), tg = eng__act(a->g, t->F, T),
+                 tu = eng__act(a->u, t->F, T);
     TRY(eng_op_swiglu(be, &th, &tg, &tu));
     TRY(lin_fwd(t, &ly->lin[TRN_DOWN], t->dxn, a->h, a->lu[TRN_DOWN], T));
-    eng_tensor_t tn = act(t->xs[l + 1], t->C, T);
+    eng_tensor_t tn = eng__act(t->xs[l + 1], t->C, T);
     TRY(eng_op_add(be, &tn, &txm, &to));
     return 0;
 }
@@ -165,7 +159,7 @@ static int head(eng_train_t *t, bool backward, float grad_scale, double *loss_su
     for (int32_t r0 = 0; r0 < mb->n_sup; r0 += t->logit_rows) {
         const int32_t n = mb->n_sup - r0 < t->logit_rows ? mb->n_sup - r0 : t->logit_rows;
         TRY(eng_top_gather(be, t->xrows, t->xf, mb->rows + r0, n, C, T));
-        eng_tensor_t tz = act(t->logits, V, n), txr = act(t->xrows, C, n);
+        eng_tensor_t tz = eng__act(t->logits, V, n), txr = eng__act(t->xrows, C, n);
         TRY(eng_op_matmul(be, &tz, &txr, t->output));
         double ls = 0.0;
         TRY(eng_top_xent(be, t->logits, mb->targets + r0, n, V, grad_scale, &ls));
@@ -205,15 +199,6 @@ int trn_forward_backward(eng_train_t *t, bool backward, float grad_scale, double
 
 /* --- activation memory ---------------------------------------------------------------- */
 
-static size_t set_floats(const eng_train_t *t, int64_t T)
-{
-    size_t f = (size_t)T * (size_t)(3 * t->C + 2 * t->Q + 2 * t->KV + 3 * t->F + t->NH + 2);
-    for (int i = 0; i < TRN_NLIN; i++)
-        if (t->layers[0].lin[i].a)
-            f += (size_t)T * (size_t)t->R;
-    return f;
-}
-
 static int32_t logit_rows_for(const eng_train_t *t, int32_t tmax)
 {
     // about 32 MiB of logits at most, at least 16 rows
@@ -223,80 +208,82 @@ static int32_t logit_rows_for(const eng_train_t *t, int32_t tmax)
     return (int32_t)(r < tmax ? r : tmax);
 }
 
-size_t trn_act_bytes(const eng_train_t *t, int32_t tmax, int32_t n_sets)
+/* Lays out the activation buffer for micro-batches of tmax tokens: returns the bytes it
+ * needs, and assigns the views when base is non-NULL. One function for both, so the size and
+ * the layout cannot disagree. */
+static size_t act_layout(eng_train_t *t, int32_t tmax, int32_t n_sets, char *base)
 {
     const int64_t T = tmax;
-    const int64_t big = t->Q > t->F ? (t->Q > t->C ? t->Q : t->C) : (t->F > t->C ? t->F : t->C);
     const int32_t lr = logit_rows_for(t, tmax);
-    size_t f = (size_t)(t->L + 1) * (size_t)T * (size_t)t->C;       // xs
-    f += (size_t)n_sets * set_floats(t, T);
-    f += (size_t)T * (size_t)(t->C + 1);                            // xf, rstdf
-    f += (size_t)T * (size_t)(2 * t->C + 2 * t->Q + 2 * t->KV + 3 * t->F);   // grads
-    f += (size_t)T * (size_t)big;                                   // tmp
-    f += (size_t)T * (size_t)(t->R > 0 ? t->R : 1);                 // dlu
-    f += (size_t)lr * (size_t)(t->V + 2 * t->C);                    // logits, xrows, drows
-    f += 64 * 64;                                                   // alignment slack
-    return f * sizeof(float);
+    const int64_t big = t->Q > t->F ? (t->Q > t->C ? t->Q : t->C) : (t->F > t->C ? t->F : t->C);
+    size_t off = 0;
+#define TAKE(dst, n)                                                                            \
+    do {                                                                                        \
+        if (base)                                                                               \
+            (dst) = (float *)(void *)(base + off);                                              \
+        off += ((size_t)(n) * sizeof(float) + 63) & ~(size_t)63;                                \
+    } while (0)
+    float *unused;
+    for (int64_t l = 0; l <= t->L; l++) {
+        float **dst = base ? &t->xs[l] : &unused;
+        TAKE(*dst, T * t->C);
+    }
+    for (int32_t s = 0; s < n_sets; s++) {
+        struct trn_acts dummy, *a = base ? &t->sets[s] : &dummy;
+        TAKE(a->xn1, T * t->C);
+        TAKE(a->rstd1, T);
+        TAKE(a->q, T * t->Q);
+        TAKE(a->k, T * t->KV);
+        TAKE(a->v, T * t->KV);
+        TAKE(a->att, T * t->Q);
+        TAKE(a->lse, T * t->NH);
+        TAKE(a->xmid, T * t->C);
+        TAKE(a->xn2, T * t->C);
+        TAKE(a->rstd2, T);
+        TAKE(a->g, T * t->F);
+        TAKE(a->u, T * t->F);
+        TAKE(a->h, T * t->F);
+        for (int i = 0; i < TRN_NLIN; i++) {
+            a->lu[i] = NULL;
+            if (t->layers[0].lin[i].a)
+                TAKE(a->lu[i], T * t->R);
+        }
+    }
+    eng_train_t dummy_t, *d = base ? t : &dummy_t;
+    TAKE(d->xf, T * t->C);
+    TAKE(d->rstdf, T);
+    TAKE(d->dres, T * t->C);
+    TAKE(d->dxn, T * t->C);
+    TAKE(d->dq, T * t->Q);
+    TAKE(d->datt, T * t->Q);
+    TAKE(d->dk, T * t->KV);
+    TAKE(d->dv, T * t->KV);
+    TAKE(d->dh, T * t->F);
+    TAKE(d->dg, T * t->F);
+    TAKE(d->du, T * t->F);
+    TAKE(d->tmp, T * big);
+    TAKE(d->dlu, T * (t->R > 0 ? t->R : 1));
+    TAKE(d->logits, (int64_t)lr * t->V);
+    TAKE(d->xrows, (int64_t)lr * t->C);
+    TAKE(d->drows, (int64_t)lr * t->C);
+#undef TAKE
+    (void)unused;
+    return off;
 }
 
-/* The next n floats at *p, 64-byte aligned. */
-static float *take(char **p, int64_t n)
+size_t trn_act_bytes(const eng_train_t *t, int32_t tmax, int32_t n_sets)
 {
-    float *r = (float *)(void *)*p;
-    *p += ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
-    return r;
+    return act_layout((eng_train_t *)t, tmax, n_sets, NULL);
 }
 
 int trn_act_alloc(eng_train_t *t)
 {
-    const int64_t T = t->tmax;
     const size_t bytes = trn_act_bytes(t, t->tmax, t->n_sets);
     int rc = eng_buffer_new(t->be, bytes, ENG_BUF_COMPUTE, &t->abuf);
     if (rc < 0)
         return rc;
     t->abuf_bytes = bytes;
     t->logit_rows = logit_rows_for(t, t->tmax);
-    char *p = t->abuf->base;
-#define TAKE(n) take(&p, (int64_t)(n))
-    for (int64_t l = 0; l <= t->L; l++)
-        t->xs[l] = TAKE(T * t->C);
-    for (int32_t s = 0; s < t->n_sets; s++) {
-        struct trn_acts *a = &t->sets[s];
-        a->xn1 = TAKE(T * t->C);
-        a->rstd1 = TAKE(T);
-        a->q = TAKE(T * t->Q);
-        a->k = TAKE(T * t->KV);
-        a->v = TAKE(T * t->KV);
-        a->att = TAKE(T * t->Q);
-        a->lse = TAKE(T * t->NH);
-        a->xmid = TAKE(T * t->C);
-        a->xn2 = TAKE(T * t->C);
-        a->rstd2 = TAKE(T);
-        a->g = TAKE(T * t->F);
-        a->u = TAKE(T * t->F);
-        a->h = TAKE(T * t->F);
-        for (int i = 0; i < TRN_NLIN; i++)
-            a->lu[i] = t->layers[0].lin[i].a ? TAKE(T * t->R) : NULL;
-    }
-    const int64_t big = t->Q > t->F ? (t->Q > t->C ? t->Q : t->C) : (t->F > t->C ? t->F : t->C);
-    t->xf = TAKE(T * t->C);
-    t->rstdf = TAKE(T);
-    t->dres = TAKE(T * t->C);
-    t->dxn = TAKE(T * t->C);
-    t->dq = TAKE(T * t->Q);
-    t->datt = TAKE(T * t->Q);
-    t->dk = TAKE(T * t->KV);
-    t->dv = TAKE(T * t->KV);
-    t->dh = TAKE(T * t->F);
-    t->dg = TAKE(T * t->F);
-    t->du = TAKE(T * t->F);
-    t->tmp = TAKE(T * big);
-    t->dlu = TAKE(T * (t->R > 0 ? t->R : 1));
-    t->logits = TAKE((int64_t)t->logit_rows * t->V);
-    t->xrows = TAKE((int64_t)t->logit_rows * t->C);
-    t->drows = TAKE((int64_t)t->logit_rows * t->C);
-#undef TAKE
-    if ((size_t)(p - (char *)t->abuf->base) > bytes)
-        return ERR_INTERNAL;
+    act_layout(t, t->tmax, t->n_sets, t->abuf->base);
     return 0;
 }

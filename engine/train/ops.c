@@ -51,8 +51,8 @@ int eng_top_embed(eng_backend_t *be, float *out, const int32_t *tokens, int64_t 
                   const eng_tensor_t *wte)
 {
     NEED_TABLE(be);
-    if (!out || !wte || !wte->data || !eng_dtype_is_compute(wte->dtype) || !dims_ok(T_, wte->ne[0]) ||
-        !idx_ok(tokens, T_, wte->ne[1]))
+    if (!out || !wte || !wte->data || !eng_dtype_is_compute(wte->dtype) ||
+        !dims_ok(T_, wte->ne[0]) || !idx_ok(tokens, T_, wte->ne[1]))
         return ERR_INVAL;
     return T(be)->embed(be, out, tokens, T_, wte);
 }
