@@ -15,9 +15,11 @@
  * thread count.
  *
  * Attention (packed training batch): a work item is one (sample, KV head); it transposes
- * the sample's keys (and values, for backward) of that head into [HS][L] so that the
- * per-query loops run along keys; backward recomputes P from the saved log-sum-exp
- * (flash-attention style) and accumulates dK, dV of the head group in the item. */
+ * the sample's keys (and values, for backward) of that head into [HS][L] and works on
+ * tiles of 8 queries: the tile's scores (and dP) are a small register-tiled GEMM against
+ * the transposed keys, so each key is loaded once per tile; backward recomputes P from the
+ * saved log-sum-exp (flash-attention style) and accumulates dK, dV of the head group in the
+ * item, one pass over them per tile. */
 #ifndef ORTHOD_ENGINE_CPU_TRAIN_IMPL_H
 #define ORTHOD_ENGINE_CPU_TRAIN_IMPL_H
 
@@ -71,8 +73,8 @@ struct tk_attn {
 
 static inline size_t tk_attn_scratch_floats(int32_t HS, int64_t L)
 {
-    const size_t l = (size_t)L + 16;
-    return 4 * (size_t)HS * l + 4 * l + 4 * (size_t)HS + 64;
+    const size_t l = (size_t)L + 16;   // rows padded to 16; tiles of 8 queries
+    return 4 * (size_t)HS * l + 2 * 8 * l + 2 * (size_t)HS + 64;
 }
 
 struct tk_adam {

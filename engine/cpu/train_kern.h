@@ -249,13 +249,16 @@ static void tk_gemm_worker(void *arg, int ith, int nth)
 /* ------------------------------------------------------------------------------------- */
 /* attention over a packed batch                                                          */
 
-/* kt[d][j] = src[(s0 + j) * ld + d] for j < L (row stride of kt: lp). */
+/* kt[d][j] = src[j * ld + d] for j < L, zero for L <= j < lp (row stride of kt: lp). */
 static void tk_transpose_in(float *kt, int64_t lp, const float *src, int64_t ld, int64_t L,
                             int32_t HS)
 {
     for (int64_t j = 0; j < L; j++)
         for (int32_t d = 0; d < HS; d++)
             kt[d * lp + j] = src[j * ld + d];
+    for (int32_t d = 0; d < HS; d++)
+        for (int64_t j = L; j < lp; j++)
+            kt[d * lp + j] = 0.0f;
 }
 
 static int64_t tk_attn_take(struct tk_attn *a, int32_t *seq, int32_t *kvh)
@@ -266,6 +269,86 @@ static int64_t tk_attn_take(struct tk_attn *a, int32_t *seq, int32_t *kvh)
     *seq = a->order[it / a->NKV];
     *kvh = (int32_t)(it % a->NKV);
     return it;
+}
+
+/* The attention kernels work on tiles of TK_QT queries of one head: the query-key products
+ * of a tile are a small GEMM, out[q][j] = sum_d x[q][d] * yt[d][j], with a register tile of
+ * TK_QT rows x one vector of keys, so each key column is loaded once for the whole tile. */
+#define TK_QT 8
+
+/* out[q][j] (row stride lp) = scale * sum_d x[q * xs + d] * yt[d * lp + j], q < TK_QT,
+ * j < jn (a multiple of TK_VL); rows q >= nq use row nq - 1 (their results are unused). */
+static void tk_tile_xyt(float *out, int64_t lp, const float *x, int64_t xs, int nq,
+                        const float *yt, int32_t HS, int64_t jn, float scale)
+{
+    const float *xr[TK_QT];
+    for (int q = 0; q < TK_QT; q++)
+        xr[q] = x + (q < nq ? q : nq - 1) * xs;
+    for (int64_t j = 0; j < jn; j += TK_VL) {
+        tk_vf acc[TK_QT];
+#pragma GCC unroll 8
+        for (int q = 0; q < TK_QT; q++)
+            acc[q] = (tk_vf){0};
+        for (int32_t d = 0; d < HS; d++) {
+            const tk_vf y = tk_ld(yt + d * lp + j);
+#pragma GCC unroll 8
+            for (int q = 0; q < TK_QT; q++)
+                acc[q] += xr[q][d] * y;
+        }
+#pragma GCC unroll 8
+        for (int q = 0; q < TK_QT; q++)
+            tk_st(out + q * lp + j, acc[q] * scale);
+    }
+}
+
+/* out[q * os + d] = scale * sum_{j < jn} p[q][j] * y[j * ys + d] for q < nq, d < HS. */
+static void tk_tile_py(float *out, int64_t os, const float *p, int64_t lp, int nq,
+                       const float *y, int64_t ys, int32_t HS, int64_t jn, float scale,
+                       float *tmp)
+{
+    for (int32_t d0 = 0; d0 < HS; d0 += TK_VL) {
+        const int32_t dn = HS - d0 < TK_VL ? HS - d0 : TK_VL;
+        tk_vf acc[TK_QT];
+#pragma GCC unroll 8
+        for (int q = 0; q < TK_QT; q++)
+            acc[q] = (tk_vf){0};
+        for (int64_t j = 0; j < jn; j++) {
+            tk_vf yv;
+            if (dn == TK_VL) {
+                yv = tk_ld(y + j * ys + d0);
+            } else {
+                float b[TK_VL] = {0};
+                memcpy(b, y + j * ys + d0, (size_t)dn * sizeof(float));
+                yv = tk_ld(b);
+            }
+#pragma GCC unroll 8
+            for (int q = 0; q < TK_QT; q++)
+                acc[q] += p[q * lp + j] * yv;
+        }
+        for (int q = 0; q < nq; q++) {
+            tk_st(tmp, acc[q] * scale);
+            memcpy(out + q * os + d0, tmp, (size_t)dn * sizeof(float));
+        }
+    }
+}
+
+/* gt[d][j] += sum_{q < nq} x[q * xs + d] * p[q][j] for j < jn, d < HS (dK and dV). */
+static void tk_tile_acc_t(float *gt, int64_t lp, const float *x, int64_t xs, int nq,
+                          const float *p, int32_t HS, int64_t jn)
+{
+    for (int32_t d = 0; d < HS; d++) {
+        float xd[TK_QT];
+        for (int q = 0; q < TK_QT; q++)
+            xd[q] = q < nq ? x[q * xs + d] : 0.0f;
+        float *g = gt + d * lp;
+        for (int64_t j = 0; j < jn; j += TK_VL) {
+            tk_vf acc = tk_ld(g + j);
+#pragma GCC unroll 8
+            for (int q = 0; q < TK_QT; q++)
+                acc += xd[q] * tk_ld(p + q * lp + j);
+            tk_st(g + j, acc);
+        }
+    }
 }
 
 static void tk_attn_fwd_worker(void *arg, int ith, int nth)
@@ -279,39 +362,34 @@ static void tk_attn_fwd_worker(void *arg, int ith, int nth)
     while (tk_attn_take(a, &seq, &kvh) >= 0) {
         const int64_t t0 = a->start[seq], L = a->start[seq + 1] - t0;
         const int64_t lp = (L + 15) & ~(int64_t)15;
-        float *kt = scr, *sc = kt + (size_t)HS * lp, *acc = sc + lp;
+        float *kt = scr, *S = kt + (size_t)HS * lp, *tmp = S + (size_t)TK_QT * lp;
         tk_transpose_in(kt, lp, a->k + t0 * ks + (int64_t)kvh * HS, ks, L, HS);
+        const float *vb = a->v + t0 * ks + (int64_t)kvh * HS;
         for (int32_t hh = 0; hh < grp; hh++) {
             const int32_t h = kvh * grp + hh;
-            for (int64_t i = 0; i < L; i++) {
-                const float *q = a->q + (t0 + i) * qs + (int64_t)h * HS;
-                const int64_t n = i + 1;
-                for (int64_t j = 0; j < n; j++)
-                    sc[j] = 0.0f;
-                for (int32_t d = 0; d < HS; d++) {
-                    const float qd = q[d] * a->scale;
-                    const float *kr = kt + (int64_t)d * lp;
+            for (int64_t i0 = 0; i0 < L; i0 += TK_QT) {
+                const int nq = (int)(L - i0 < TK_QT ? L - i0 : TK_QT);
+                const int64_t jn = (i0 + nq + TK_VL - 1) / TK_VL * TK_VL;   // keys 0..i0+nq-1
+                const float *q0 = a->q + (t0 + i0) * qs + (int64_t)h * HS;
+                tk_tile_xyt(S, lp, q0, qs, nq, kt, HS, jn, a->scale);
+                for (int q = 0; q < nq; q++) {
+                    float *sr = S + q * lp;
+                    const int64_t n = i0 + q + 1;     // causal: keys 0..i
+                    const float m = tk_max(sr, n);
                     for (int64_t j = 0; j < n; j++)
-                        sc[j] += qd * kr[j];
+                        sr[j] = tk_expf(sr[j] - m);
+                    const float sum = tk_sum(sr, n);
+                    const float inv = 1.0f / sum;
+                    for (int64_t j = 0; j < n; j++)
+                        sr[j] *= inv;
+                    for (int64_t j = n; j < jn; j++)
+                        sr[j] = 0.0f;
+                    a->lse[(t0 + i0 + q) * NH + h] = m + logf(sum);
                 }
-                const float m = tk_max(sc, n);
-                for (int64_t j = 0; j < n; j++)
-                    sc[j] = tk_expf(sc[j] - m);
-                const float sum = tk_sum(sc, n);
-                for (int32_t d = 0; d < HS; d++)
-                    acc[d] = 0.0f;
-                const float *vb = a->v + t0 * ks + (int64_t)kvh * HS;
-                for (int64_t j = 0; j < n; j++) {
-                    const float p = sc[j];
-                    const float *vr = vb + j * ks;
-                    for (int32_t d = 0; d < HS; d++)
-                        acc[d] += p * vr[d];
-                }
-                const float inv = 1.0f / sum;
-                float *o = a->out + (t0 + i) * qs + (int64_t)h * HS;
-                for (int32_t d = 0; d < HS; d++)
-                    o[d] = acc[d] * inv;
-                a->lse[(t0 + i) * NH + h] = m + logf(sum);
+                for (int q = nq; q < TK_QT; q++)
+                    memset(S + q * lp, 0, sizeof(float) * (size_t)jn);
+                tk_tile_py(a->out + (t0 + i0) * qs + (int64_t)h * HS, qs, S, lp, nq, vb, ks, HS,
+                           i0 + nq, 1.0f, tmp);
             }
         }
     }
@@ -329,47 +407,42 @@ static void tk_attn_bwd_worker(void *arg, int ith, int nth)
         const int64_t t0 = a->start[seq], L = a->start[seq + 1] - t0;
         const int64_t lp = (L + 15) & ~(int64_t)15;
         float *kt = scr, *vt = kt + (size_t)HS * lp, *dkt = vt + (size_t)HS * lp,
-              *dvt = dkt + (size_t)HS * lp, *p = dvt + (size_t)HS * lp, *ds = p + lp;
-        tk_transpose_in(kt, lp, a->k + t0 * ks + (int64_t)kvh * HS, ks, L, HS);
+              *dvt = dkt + (size_t)HS * lp, *P = dvt + (size_t)HS * lp,
+              *dS = P + (size_t)TK_QT * lp, *tmp = dS + (size_t)TK_QT * lp;
+        const float *kb = a->k + t0 * ks + (int64_t)kvh * HS;
+        tk_transpose_in(kt, lp, kb, ks, L, HS);
         tk_transpose_in(vt, lp, a->v + t0 * ks + (int64_t)kvh * HS, ks, L, HS);
         memset(dkt, 0, sizeof(float) * (size_t)HS * (size_t)lp);
         memset(dvt, 0, sizeof(float) * (size_t)HS * (size_t)lp);
         for (int32_t hh = 0; hh < grp; hh++) {
             const int32_t h = kvh * grp + hh;
-            for (int64_t i = 0; i < L; i++) {
-                const int64_t row = (t0 + i) * qs + (int64_t)h * HS;
-                const float *q = a->q + row, *dout = a->dout + row, *o = a->out_in + row;
-                const float lse = a->lse_in[(t0 + i) * NH + h];
-                const int64_t n = i + 1;
-                for (int64_t j = 0; j < n; j++) {
-                    p[j] = 0.0f;
-                    ds[j] = 0.0f;
-                }
-                float D = 0.0f;
-                for (int32_t d = 0; d < HS; d++) {
-                    const float qd = q[d] * a->scale, gd = dout[d];
-                    const float *kr = kt + (int64_t)d * lp, *vr = vt + (int64_t)d * lp;
-                    for (int64_t j = 0; j < n; j++) {
-                        p[j] += qd * kr[j];      // scores
-                        ds[j] += gd * vr[j];     // dP
+            for (int64_t i0 = 0; i0 < L; i0 += TK_QT) {
+                const int nq = (int)(L - i0 < TK_QT ? L - i0 : TK_QT);
+                const int64_t jn = (i0 + nq + TK_VL - 1) / TK_VL * TK_VL;
+                const int64_t row0 = (t0 + i0) * qs + (int64_t)h * HS;
+                const float *q0 = a->q + row0, *do0 = a->dout + row0, *o0 = a->out_in + row0;
+                tk_tile_xyt(P, lp, q0, qs, nq, kt, HS, jn, a->scale);     // scores
+                tk_tile_xyt(dS, lp, do0, qs, nq, vt, HS, jn, 1.0f);       // dP
+                for (int q = 0; q < TK_QT; q++) {
+                    float *pr = P + q * lp, *dr = dS + q * lp;
+                    if (q >= nq) {
+                        memset(pr, 0, sizeof(float) * (size_t)jn);
+                        memset(dr, 0, sizeof(float) * (size_t)jn);
+                        continue;
                     }
-                    D += gd * o[d];
-                }
-                for (int64_t j = 0; j < n; j++) {
-                    p[j] = tk_expf(p[j] - lse);
-                    ds[j] = p[j] * (ds[j] - D) * a->scale;
-                }
-                float *dq = a->dq + row;
-                for (int32_t d = 0; d < HS; d++) {
-                    const float *kr = kt + (int64_t)d * lp;
-                    float *dkr = dkt + (int64_t)d * lp, *dvr = dvt + (int64_t)d * lp;
-                    const float qd = q[d], gd = dout[d];
+                    const int64_t n = i0 + q + 1;
+                    const float lse = a->lse_in[(t0 + i0 + q) * NH + h];
+                    const float D = tk_dot(do0 + q * qs, o0 + q * qs, HS);
                     for (int64_t j = 0; j < n; j++) {
-                        dkr[j] += qd * ds[j];
-                        dvr[j] += gd * p[j];
+                        pr[j] = tk_expf(pr[j] - lse);
+                        dr[j] = pr[j] * (dr[j] - D) * a->scale;
                     }
-                    dq[d] = tk_dot(ds, kr, n);
+                    for (int64_t j = n; j < jn; j++)
+                        pr[j] = dr[j] = 0.0f;
                 }
+                tk_tile_py(a->dq + row0, qs, dS, lp, nq, kb, ks, HS, i0 + nq, 1.0f, tmp);
+                tk_tile_acc_t(dkt, lp, q0, qs, nq, dS, HS, jn);
+                tk_tile_acc_t(dvt, lp, do0, qs, nq, P, HS, jn);
             }
         }
         for (int64_t j = 0; j < L; j++) {
