@@ -19,7 +19,9 @@
  *     eng_train_free(job);
  *
  * Thread: a job, its model and backend belong to one thread (the trainer's) while it runs;
- * eng_train_request_stop may be called from any thread or a signal handler.
+ * eng_train_request_stop may be called from any thread or a signal handler. A backend is
+ * not shared between threads: to train while serving, load the model a second time on a
+ * backend of its own (eng_cpu_backend_new with the threads the job may use) for the job.
  * Errors: 0 or a negative ERR_* (common/err.h) with a message in the errbuf that tells
  * the operator what to fix ("train.jsonl line 17: 'messages' has no assistant turn"). */
 #ifndef ORTHOD_ENGINE_TRAIN_H
@@ -243,8 +245,8 @@ void eng_train_request_stop(eng_train_t *t);
 
 /* Results. LoRA: dir/adapter_config.json + dir/adapter_model.safetensors (PEFT, HF tensor
  * names and layouts) and dir/adapter.gguf (llama.cpp's GGUF LoRA: --lora). Full: dir/model.gguf
- * (F32, or the base model's dtype with dtype != F32) with the base model's tokenizer. Files
- * are written atomically. */
+ * (matrices in model_dtype, norms F32) with the base model's metadata and tokenizer. Files
+ * are written atomically; dir is created if missing. */
 struct eng_train_export_opts {
     enum eng_dtype model_dtype;/* full FT: dtype of the matrices in model.gguf (F32 default) */
     const char *base_model_name; /* PEFT base_model_name_or_path (NULL: the model's name) */
