@@ -47,7 +47,7 @@ for method in $METHODS; do
         o_rss=$(( $(cat "$TMP/rss") / 1024 ))
         OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=$THREADS /usr/bin/time -f "%M" -o "$TMP/rss" \
             /usr/bin/python3 "$HERE/train_torch.py" --shape "$SHAPE" --method "$method" \
-            --batch 8 --seq 256 --steps 3 --threads "$THREADS" > "$TMP/t.log" 2>&1
+            --batch 8 --seq 256 --steps 2 --threads "$THREADS" > "$TMP/t.log" 2>&1
         t=$(grep '^torch step=' "$TMP/t.log" | tail -n +2 | sed 's/.*tokens_per_s=\([0-9]*\).*/\1/' | median)
         t_rss=$(( $(cat "$TMP/rss") / 1024 ))
         echo "round $r $method: orthod ${o} tok/s (peak RSS ${o_rss} MiB)  torch ${t} tok/s (peak RSS ${t_rss} MiB)"

@@ -164,6 +164,16 @@ def main():
                         os.path.join(tmp, "e")], capture_output=True, text=True)
     check(r.returncode == 1 and "bad.jsonl line 2" in r.stderr, "bad line: " + r.stderr)
 
+    # the project's own model (models/orthod-5m-f16.gguf) loads and continues a prompt as
+    # llama.cpp does (greedy text recorded from llama.cpp b10472 with the same file)
+    own = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models",
+                       "orthod-5m-f16.gguf")
+    r = subprocess.run([orthod, "generate", "--model", own, "--prompt", "The President said that",
+                        "--temperature", "0", "--max-tokens", "12", "--quiet"], capture_output=True,
+                       text=True, timeout=120)
+    check(r.returncode == 0 and r.stdout.startswith(" the first time of the United States of the"),
+          "orthod-5m greedy text: %r %s" % (r.stdout, r.stderr[-300:]))
+
     print("%d passed, %d failed" % (1 if failures == 0 else 0, 1 if failures else 0))
     if failures == 0:
         subprocess.run(["rm", "-rf", tmp])
