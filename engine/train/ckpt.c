@@ -12,6 +12,8 @@
  * Older checkpoints beyond keep_checkpoints are removed after the new one is durable. */
 #include "train_impl.h"
 
+#include "../../common/text.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -289,7 +291,7 @@ static int get_u64(const eng_gguf_t *g, const char *k, uint64_t *v, struct errbu
 int trn_ckpt_load(eng_train_t *t, const char *dir, struct errbuf *eb)
 {
     char file[PATH_MAX], ed[256];
-    err_escape(ed, sizeof ed, dir, strlen(dir));
+    text_escape(ed, sizeof ed, dir, strlen(dir), TEXT_MESSAGE);
     if (snprintf(file, sizeof file, "%s/" CKPT_FILE, dir) >= (int)sizeof file)
         return err_set(eb, ERR_INVAL, "checkpoint path too long");
     eng_gguf_t *g;

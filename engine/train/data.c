@@ -5,6 +5,8 @@
  * engine's one JSON dependency, as for Hugging Face folders). */
 #include "train_impl.h"
 
+#include "../../common/text.h"
+
 #include "orthod_config.h"
 
 #include <errno.h>
@@ -465,7 +467,7 @@ static int each_line(const char *name, const char *text, size_t len, enum eng_da
     int64_t line = 0, count = 0;
     size_t i = 0;
     char ename[128];
-    err_escape(ename, sizeof ename, name, strlen(name));
+    text_escape(ename, sizeof ename, name, strlen(name), TEXT_MESSAGE);
     while (i < len && rc == 0) {
         const char *s = text + i;
         const char *nl = memchr(s, '\n', len - i);
@@ -551,7 +553,7 @@ static int add_sample(void *ctx, int f, const struct turn *turns, size_t n,
         return err_set(eb, ERR_CORRUPT,
                        "%s line %lld: no supervised token left within %d tokens (raise "
                        "max_seq_len or shorten the prompt)",
-                       err_escape(en, sizeof en, c->name, strlen(c->name)), (long long)line,
+                       text_escape(en, sizeof en, c->name, strlen(c->name), TEXT_MESSAGE), (long long)line,
                        (int)b->limit);
     }
     c->d->n_truncated += b->truncated;
@@ -631,12 +633,12 @@ static int load_text(const eng_vocab_t *v, const char *name, const char *text, s
     if (rc < 0) {
         char en[128];
         return err_set(eb, rc, "%s: cannot tokenize the text (%s)",
-                       err_escape(en, sizeof en, name, strlen(name)), err_str(rc));
+                       text_escape(en, sizeof en, name, strlen(name), TEXT_MESSAGE), err_str(rc));
     }
     if (d->n == 0) {
         char en[128];
         return err_set(eb, ERR_CORRUPT, "%s: too little text for one window of %d tokens",
-                       err_escape(en, sizeof en, name, strlen(name)), W);
+                       text_escape(en, sizeof en, name, strlen(name), TEXT_MESSAGE), W);
     }
     return 0;
 }
@@ -698,7 +700,7 @@ int eng_train_data_load(const eng_vocab_t *v, const char *path, const struct eng
                         eng_train_data_t **out, struct errbuf *eb)
 {
     char ep[256];
-    err_escape(ep, sizeof ep, path ? path : "", path ? strlen(path) : 0);
+    text_escape(ep, sizeof ep, path ? path : "", path ? strlen(path) : 0, TEXT_MESSAGE);
     FILE *f = path ? fopen(path, "rb") : NULL;
     if (!f)
         return err_set(eb, ERR_IO, "cannot open dataset '%s': %s", ep, strerror(errno));
