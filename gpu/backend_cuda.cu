@@ -1013,3 +1013,25 @@ extern "C" void gpu_backend_stats(eng_backend_t *be, struct gpu_stats *out)
     out->compute_bytes = g->bytes_by_use[ENG_BUF_COMPUTE];
     out->n_sm = g->n_sm;
 }
+
+/* --- the module's entry point (gpu/gpu.h; gpu/loader.c calls it after dlopen) ---------------- */
+
+extern "C" const struct gpu_module *orthod_gpu_module_v1(void)
+{
+    static const size_t sizes[] = GPU_MODULE_SIZES;
+    static const struct gpu_module mod = {
+        GPU_MODULE_ABI,
+        (uint32_t)(sizeof sizes / sizeof sizes[0]),
+        sizes,
+        gpu_module_build_id,
+        CUDART_VERSION,
+#ifdef GPU_EMU
+        1,
+#else
+        0,
+#endif
+        gpu_device_count,
+        gpu_backend_cuda_new,
+    };
+    return &mod;
+}

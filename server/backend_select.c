@@ -1,15 +1,12 @@
-/* server/backend_select.c: device string -> backend. The only file outside gpu/ that
- * knows whether CUDA was compiled in. */
+/* server/backend_select.c: device string -> backend. The CPU backend is linked in; the CUDA
+ * backend is a module loaded on demand (gpu/loader.h), so orthod runs on every host and maps
+ * the CUDA libraries only when a CUDA device is asked for. */
 #include "backend_select.h"
 
-#include "orthod_config.h"
+#include "../gpu/loader.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#if ORTHOD_HAVE_CUDA
-#include "../gpu/gpu.h"
-#endif
 
 int backend_select_new(const char *device, int n_threads, const struct log_sink *log,
                        eng_backend_t **out, struct errbuf *eb)
@@ -33,14 +30,7 @@ int backend_select_new(const char *device, int n_threads, const struct log_sink 
                 return err_set(eb, ERR_INVAL, "--device: '%s' is not cuda:N", device);
             idx = (int)v;
         }
-#if ORTHOD_HAVE_CUDA
-        return gpu_backend_cuda_new(idx, log, out, eb);
-#else
-        (void)idx;
-        return err_set(eb, ERR_UNSUPPORTED,
-                       "--device %s: this orthod was built without CUDA; install the CUDA "
-                       "toolkit (nvcc) and rebuild with -Dcuda=enabled", device);
-#endif
+        return gpu_loader_backend_new(idx, log, out, eb);
     }
     return err_set(eb, ERR_INVAL, "--device: unknown device '%s' (use cpu, cuda or cuda:N)",
                    device);
