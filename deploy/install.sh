@@ -1,6 +1,8 @@
 #!/bin/sh
 # deploy/install.sh: installs a built orthod as a systemd service (run as root):
-#   /usr/local/bin/orthod, /etc/orthod/orthod.conf (an existing one is kept), the unit
+#   /usr/local/bin/orthod, the CUDA backend module /usr/local/lib/orthod/liborthod_cuda.so
+#   when the build has one (orthod loads it for --device cuda, relative to its own path:
+#   gpu/loader.h), /etc/orthod/orthod.conf (an existing one is kept), the unit
 #   /etc/systemd/system/orthod.service, and the system user `orthod` (state in /var/lib/orthod).
 #   deploy/install.sh [BUILD_DIR]     (default build-quickstart, made by deploy/quickstart.sh)
 # DESTDIR=/some/root installs under that root and skips user creation and systemctl (for
@@ -20,6 +22,11 @@ if [ -z "$ROOT" ] && [ "$(id -u)" -ne 0 ]; then
 fi
 
 install -D -m 0755 "$BUILD/server/orthod" "$ROOT/usr/local/bin/orthod"
+if [ -f "$BUILD/server/liborthod_cuda.so" ]; then
+    install -D -m 0644 "$BUILD/server/liborthod_cuda.so" "$ROOT/usr/local/lib/orthod/liborthod_cuda.so"
+else
+    echo "deploy/install.sh: $BUILD has no CUDA module (built without CUDA): --device cuda will not be available" >&2
+fi
 install -D -m 0644 deploy/orthod.service "$ROOT/etc/systemd/system/orthod.service"
 install -D -m 0644 deploy/README.md "$ROOT/usr/local/share/doc/orthod/README.md"
 install -d -m 0755 "$ROOT/etc/orthod"

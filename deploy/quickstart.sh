@@ -21,7 +21,13 @@ if [ -f "$BUILD/build.ninja" ]; then
 else
     meson setup "$BUILD" --buildtype=release -Dserver=enabled
 fi
-ninja -C "$BUILD" server/orthod
+# the binary, and the CUDA backend module when CUDA was found (orthod loads it for --device cuda)
+targets=server/orthod
+if ninja -C "$BUILD" -t targets all | grep -q '^server/liborthod_cuda\.so:'; then
+    targets="$targets server/liborthod_cuda.so"
+fi
+# shellcheck disable=SC2086  # two words
+ninja -C "$BUILD" $targets
 
 has_model=no
 for a in "$@"; do

@@ -168,7 +168,7 @@ if [ -x "$B/bench/bench_gpu" ]; then
             --tg 64 --ctx 128 --batch 1,32 --json "$OUT/model-stories110M.json"
     fi
     # the same numbers through `orthod bench` (server/cli/bench.c; decode from an empty cache)
-    step build-orthod 150 ninja -C "$B" -j "$JOBS" server/orthod
+    step build-orthod 150 ninja -C "$B" -j "$JOBS" server/orthod server/liborthod_cuda.so
     if [ -x "$B/server/orthod" ]; then
         for nb in 1 32; do
             # shellcheck disable=SC2016  # the inner script's variables are its arguments

@@ -123,7 +123,8 @@ int gpu_loader_backend_new(int device, const struct log_sink *log, eng_backend_t
                        "deploy/install.sh (it goes beside the binary's ../lib/orthod/), set "
                        "ORTHOD_CUDA_MODULE to its path, or use --device cpu", device, list);
     }
-    const char *path = c.path[found];
+    char real[PATH_MAX];
+    const char *path = realpath(c.path[found], real) ? real : c.path[found];
     /* RTLD_NOW: a missing library or symbol is reported here, not at the first call */
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!h) {
