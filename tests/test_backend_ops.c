@@ -11,8 +11,11 @@
  * in-place aliasing, unprepared quantized weights, both matmul paths (ORTHOD_CUDA_GEMV_ROWS),
  * and the error paths (bad tokens, bad block tables, device out of memory: the op fails, the
  * backend keeps working). Matmul tolerance: |got - want| <= tol * sum_k |x_k w_k| (+1e-6),
- * the bound for rounding each product's operands by a relative tol. */
+ * the bound for rounding each product's operands by a relative tol. cmocka (or
+ * tests/minicmocka.h on a host without libcmocka): one test per op family, in groups per
+ * configuration of the backend under test. */
 #include "../engine/backend_impl.h"
+#include "testutil.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -31,31 +34,9 @@ void gpu_emu_set_capture_fails(int on);   /* gpu/emu/emu.cpp: make graph capture
 /* --- harness ---------------------------------------------------------------------------------- */
 struct T {
     eng_backend_t *ref, *dut;
-    int checks, failures;
     uint64_t rng;
-    const char *section;
+    const char *label;       /* the group: "default", "cublas-only", ... */
 };
-
-#define CHECK(t, cond, ...)                                                                       \
-    do {                                                                                          \
-        (t)->checks++;                                                                            \
-        if (!(cond)) {                                                                            \
-            (t)->failures++;                                                                      \
-            fprintf(stderr, "FAIL [%s] %s:%d: ", (t)->section, __FILE__, __LINE__);               \
-            fprintf(stderr, __VA_ARGS__);                                                         \
-            fputc('\n', stderr);                                                                  \
-        }                                                                                         \
-    } while (0)
-
-#define MUST(t, expr)                                                                             \
-    do {                                                                                          \
-        int rc_ = (expr);                                                                         \
-        if (rc_ < 0) {                                                                            \
-            fprintf(stderr, "FATAL [%s] %s:%d: %s -> %s\n", (t)->section, __FILE__, __LINE__,     \
-                    #expr, err_name(rc_));                                                        \
-            exit(1);                                                                              \
-        }                                                                                         \
-    } while (0)
 
 static uint32_t rnd(struct T *t)
 {
@@ -83,10 +64,7 @@ static void fill(struct T *t, float *x, size_t n, float scale)
 static void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of host memory\n");
-        exit(1);
-    }
+    assert_non_null(p);
     return p;
 }
 
@@ -96,12 +74,12 @@ struct tb {
     eng_buffer_t *buf;
 };
 
-static void tb_new(struct T *t, eng_backend_t *be, enum eng_dtype dt, int64_t ne0, int64_t ne1,
+static void tb_new(eng_backend_t *be, enum eng_dtype dt, int64_t ne0, int64_t ne1,
                    size_t off, struct tb *out)
 {
     int64_t ne[2] = {ne0, ne1};
-    MUST(t, eng_tensor_init(&out->t, dt, 2, ne));
-    MUST(t, eng_buffer_new(be, eng_tensor_nbytes(&out->t) + off + 64, ENG_BUF_COMPUTE, &out->buf));
+    assert_ok(eng_tensor_init(&out->t, dt, 2, ne));
+    assert_ok(eng_buffer_new(be, eng_tensor_nbytes(&out->t) + off + 64, ENG_BUF_COMPUTE, &out->buf));
     out->t.data = (char *)out->buf->base + off;
     out->t.buf = out->buf;
 }
@@ -120,17 +98,17 @@ struct pair {
 static void pair_new(struct T *t, int64_t ne0, int64_t ne1, const float *host, struct pair *p,
                      size_t dut_off)
 {
-    tb_new(t, t->ref, ENG_DTYPE_F32, ne0, ne1, 0, &p->r);
-    tb_new(t, t->dut, ENG_DTYPE_F32, ne0, ne1, dut_off, &p->d);
+    tb_new(t->ref, ENG_DTYPE_F32, ne0, ne1, 0, &p->r);
+    tb_new(t->dut, ENG_DTYPE_F32, ne0, ne1, dut_off, &p->d);
     const size_t n = eng_tensor_nbytes(&p->r.t);
     if (host) {
-        MUST(t, eng_tensor_set(t->ref, &p->r.t, host, 0, n));
-        MUST(t, eng_tensor_set(t->dut, &p->d.t, host, 0, n));
+        assert_ok(eng_tensor_set(t->ref, &p->r.t, host, 0, n));
+        assert_ok(eng_tensor_set(t->dut, &p->d.t, host, 0, n));
     } else {               // poison: all-ones bytes are NaN
         unsigned char *nan = xmalloc(n);
         memset(nan, 0xff, n);
-        MUST(t, eng_tensor_set(t->ref, &p->r.t, nan, 0, n));
-        MUST(t, eng_tensor_set(t->dut, &p->d.t, nan, 0, n));
+        assert_ok(eng_tensor_set(t->ref, &p->r.t, nan, 0, n));
+        assert_ok(eng_tensor_set(t->dut, &p->d.t, nan, 0, n));
         free(nan);
     }
 }
@@ -156,9 +134,9 @@ static void pair_free(struct pair *p)
     tb_free(&p->d);
 }
 
-static void get_f32(struct T *t, eng_backend_t *be, const eng_tensor_t *x, float *out)
+static void get_f32(eng_backend_t *be, const eng_tensor_t *x, float *out)
 {
-    MUST(t, eng_tensor_get(be, x, out, 0, eng_tensor_nbytes(x)));
+    assert_ok(eng_tensor_get(be, x, out, 0, eng_tensor_nbytes(x)));
 }
 
 /* Compares the pair's contents: |d - r| <= atol + rtol * |r| elementwise (NaN fails). */
@@ -166,8 +144,8 @@ static void compare(struct T *t, struct pair *p, double atol, double rtol, const
 {
     const size_t n = (size_t)eng_tensor_nelements(&p->r.t);
     float *a = xmalloc(n * 4), *b = xmalloc(n * 4);
-    get_f32(t, t->ref, &p->r.t, a);
-    get_f32(t, t->dut, &p->d.t, b);
+    get_f32(t->ref, &p->r.t, a);
+    get_f32(t->dut, &p->d.t, b);
     size_t bad = 0, first = 0;
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
@@ -179,7 +157,7 @@ static void compare(struct T *t, struct pair *p, double atol, double rtol, const
                 worst = d;
         }
     }
-    CHECK(t, bad == 0, "%s: %zu of %zu differ; first [%zu] ref %.9g got %.9g; worst |diff| %.3g",
+    assert_msg(bad == 0, "%s: %zu of %zu differ; first [%zu] ref %.9g got %.9g; worst |diff| %.3g",
           what, bad, n, first, bad ? a[first] : 0.0, bad ? b[first] : 0.0, worst);
     free(a);
     free(b);
@@ -196,7 +174,7 @@ static void wpair_new(struct T *t, enum eng_dtype dt, int64_t K, int64_t N, floa
                       struct wpair *w)
 {
     int64_t ne[2] = {K, N};
-    MUST(t, eng_tensor_init(&w->r, dt, 2, ne));
+    assert_ok(eng_tensor_init(&w->r, dt, 2, ne));
     w->d = w->r;
     const size_t rb = eng_dtype_row_bytes(dt, K);
     w->host = xmalloc(rb * (size_t)N);
@@ -208,8 +186,8 @@ static void wpair_new(struct T *t, enum eng_dtype dt, int64_t K, int64_t N, floa
         eng_row_to_f32(dt, (char *)w->host + (size_t)n * rb, w->deq + n * K, K);
     }
     free(row);
-    MUST(t, eng_weight_prepare(t->ref, &w->r, w->host));
-    MUST(t, eng_weight_prepare(t->dut, &w->d, w->host));
+    assert_ok(eng_weight_prepare(t->ref, &w->r, w->host));
+    assert_ok(eng_weight_prepare(t->dut, &w->d, w->host));
 }
 
 static void wpair_free(struct T *t, struct wpair *w)
@@ -260,21 +238,21 @@ static void step_add(struct stepbuf *s, int32_t tok, int32_t seq, int32_t pos, i
 
 static void both_begin(struct T *t, struct stepbuf *s)
 {
-    MUST(t, eng_step_begin(t->ref, &s->st));
-    MUST(t, eng_step_begin(t->dut, &s->st));
+    assert_ok(eng_step_begin(t->ref, &s->st));
+    assert_ok(eng_step_begin(t->dut, &s->st));
 }
 
 static void both_end(struct T *t)
 {
-    MUST(t, eng_step_end(t->ref));
-    MUST(t, eng_step_end(t->dut));
+    assert_ok(eng_step_end(t->ref));
+    assert_ok(eng_step_end(t->dut));
 }
 
 /* --- ops --------------------------------------------------------------------------------------- */
 
-static void test_embed(struct T *t)
+static void test_embed(void **state)
 {
-    t->section = "embed";
+    struct T *t = *state;
     static const enum eng_dtype dts[] = {ENG_DTYPE_F32, ENG_DTYPE_F16, ENG_DTYPE_BF16,
                                          ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0};
     const int64_t V = 37, C = 64;
@@ -292,14 +270,14 @@ static void test_embed(struct T *t)
                 wpair_new(t, dts[d], C, V, 1.0f, &w);
             } else {      // weight bytes copied into a plain buffer: the backend sees raw bytes
                 wpair_new(t, dts[d], C, V, 1.0f, &w);
-                tb_new(t, t->dut, dts[d], C, V, 0, &raw);
-                MUST(t, eng_tensor_set(t->dut, &raw.t, w.host, 0, eng_tensor_nbytes(&raw.t)));
+                tb_new(t->dut, dts[d], C, V, 0, &raw);
+                assert_ok(eng_tensor_set(t->dut, &raw.t, w.host, 0, eng_tensor_nbytes(&raw.t)));
             }
             struct pair out;
             pair_new(t, C, 9, NULL, &out, 0);
             both_begin(t, &s);
-            MUST(t, eng_op_embed(t->ref, &out.r.t, &w.r));
-            MUST(t, eng_op_embed(t->dut, &out.d.t, prepared ? &w.d : &raw.t));
+            assert_ok(eng_op_embed(t->ref, &out.r.t, &w.r));
+            assert_ok(eng_op_embed(t->dut, &out.d.t, prepared ? &w.d : &raw.t));
             both_end(t);
             char what[64];
             snprintf(what, sizeof what, "embed %s %s", eng_dtype_name(dts[d]),
@@ -315,9 +293,9 @@ static void test_embed(struct T *t)
     }
 }
 
-static void test_rmsnorm(struct T *t)
+static void test_rmsnorm(void **state)
 {
-    t->section = "rmsnorm";
+    struct T *t = *state;
     static const int64_t Cs[] = {64, 100, 4096};
     for (size_t c = 0; c < 3; c++) {
         const int64_t C = Cs[c], R = 5;
@@ -330,8 +308,8 @@ static void test_rmsnorm(struct T *t)
             pair_new(t, C, 1, w, &pw, 0);
             pair_new(t, C, R, NULL, &po, 0);
             struct pair *o = inplace ? &px : &po;
-            MUST(t, eng_op_rmsnorm(t->ref, &o->r.t, &px.r.t, &pw.r.t, 1e-5f));
-            MUST(t, eng_op_rmsnorm(t->dut, &o->d.t, &px.d.t, &pw.d.t, 1e-5f));
+            assert_ok(eng_op_rmsnorm(t->ref, &o->r.t, &px.r.t, &pw.r.t, 1e-5f));
+            assert_ok(eng_op_rmsnorm(t->dut, &o->d.t, &px.d.t, &pw.d.t, 1e-5f));
             char what[64];
             snprintf(what, sizeof what, "rmsnorm C=%lld%s", (long long)C, inplace ? " in place" : "");
             compare(t, o, 1e-6, 1e-5, what);
@@ -349,8 +327,8 @@ static void check_matmul(struct T *t, struct pair *po, const float *x, const str
                          int64_t R, int64_t K, int64_t N, double tol, const char *what)
 {
     float *got = xmalloc(sizeof(float) * (size_t)(R * N)), *ref = xmalloc(sizeof(float) * (size_t)(R * N));
-    get_f32(t, t->ref, &po->r.t, ref);
-    get_f32(t, t->dut, &po->d.t, got);
+    get_f32(t->ref, &po->r.t, ref);
+    get_f32(t->dut, &po->d.t, got);
     int bad = 0;
     for (int64_t r = 0; r < R; r++)
         for (int64_t n = 0; n < N; n++) {
@@ -360,12 +338,12 @@ static void check_matmul(struct T *t, struct pair *po, const float *x, const str
             double d = fabs((double)got[r * N + n] - ref[r * N + n]);
             if (!(d <= tol * mag + 1e-6)) {
                 if (bad++ < 3)
-                    CHECK(t, 0, "%s: out[%lld][%lld] ref %.7g got %.7g (|diff| %.3g > %.3g)", what,
+                    assert_msg(0, "%s: out[%lld][%lld] ref %.7g got %.7g (|diff| %.3g > %.3g)", what,
                           (long long)r, (long long)n, ref[r * N + n], got[r * N + n], d,
                           tol * mag + 1e-6);
             }
         }
-    CHECK(t, bad == 0, "%s: %d of %lld outputs out of tolerance", what, bad, (long long)(R * N));
+    assert_msg(bad == 0, "%s: %d of %lld outputs out of tolerance", what, bad, (long long)(R * N));
     free(got);
     free(ref);
 }
@@ -380,9 +358,10 @@ static double mm_tol(enum eng_dtype dt)
     }
 }
 
-static void test_matmul(struct T *t, const char *label)
+static void test_matmul(void **state)
 {
-    t->section = "matmul";
+    struct T *t = *state;
+    const char *label = t->label;
     static const enum eng_dtype dts[] = {ENG_DTYPE_F32, ENG_DTYPE_F16, ENG_DTYPE_BF16,
                                          ENG_DTYPE_Q8_0, ENG_DTYPE_Q4_0};
     static const int64_t shapes[][3] = {{1, 256, 33}, {2, 64, 70}, {3, 96, 17},
@@ -400,8 +379,8 @@ static void test_matmul(struct T *t, const char *label)
                 struct pair px, po;
                 pair_new(t, K, R, x, &px, mis ? 4 : 0);
                 pair_new(t, N, R, NULL, &po, 0);
-                MUST(t, eng_op_matmul(t->ref, &po.r.t, &px.r.t, &w.r));
-                MUST(t, eng_op_matmul(t->dut, &po.d.t, &px.d.t, &w.d));
+                assert_ok(eng_op_matmul(t->ref, &po.r.t, &px.r.t, &w.r));
+                assert_ok(eng_op_matmul(t->dut, &po.d.t, &px.d.t, &w.d));
                 char what[96];
                 snprintf(what, sizeof what, "%s matmul %s R=%lld K=%lld N=%lld%s", label,
                          eng_dtype_name(dts[d]), (long long)R, (long long)K, (long long)N,
@@ -424,8 +403,8 @@ static void test_matmul(struct T *t, const char *label)
         struct pair px, po;
         pair_new(t, K, R, x, &px, 0);
         pair_new(t, N, R, NULL, &po, 0);
-        MUST(t, eng_op_matmul(t->ref, &po.r.t, &px.r.t, &w.r));
-        MUST(t, eng_op_matmul(t->dut, &po.d.t, &px.d.t, &w.d));
+        assert_ok(eng_op_matmul(t->ref, &po.r.t, &px.r.t, &w.r));
+        assert_ok(eng_op_matmul(t->dut, &po.d.t, &px.d.t, &w.d));
         check_matmul(t, &po, x, &w, R, K, N, mm_tol(ENG_DTYPE_F16), "matmul f16 K=36");
         pair_free(&px);
         pair_free(&po);
@@ -439,13 +418,13 @@ static void test_matmul(struct T *t, const char *label)
         struct wpair w;
         wpair_new(t, ENG_DTYPE_Q8_0, K, N, 1.0f, &w);
         struct tb raw;
-        tb_new(t, t->dut, ENG_DTYPE_Q8_0, K, N, 0, &raw);
-        MUST(t, eng_tensor_set(t->dut, &raw.t, w.host, 0, eng_tensor_nbytes(&raw.t)));
+        tb_new(t->dut, ENG_DTYPE_Q8_0, K, N, 0, &raw);
+        assert_ok(eng_tensor_set(t->dut, &raw.t, w.host, 0, eng_tensor_nbytes(&raw.t)));
         struct pair px, po;
         pair_new(t, K, R, x, &px, 0);
         pair_new(t, N, R, NULL, &po, 0);
-        MUST(t, eng_op_matmul(t->ref, &po.r.t, &px.r.t, &w.r));
-        MUST(t, eng_op_matmul(t->dut, &po.d.t, &px.d.t, &raw.t));
+        assert_ok(eng_op_matmul(t->ref, &po.r.t, &px.r.t, &w.r));
+        assert_ok(eng_op_matmul(t->dut, &po.d.t, &px.d.t, &raw.t));
         check_matmul(t, &po, x, &w, R, K, N, mm_tol(ENG_DTYPE_Q8_0), "matmul raw q8_0");
         pair_free(&px);
         pair_free(&po);
@@ -455,9 +434,9 @@ static void test_matmul(struct T *t, const char *label)
     }
 }
 
-static void test_rope(struct T *t)
+static void test_rope(void **state)
 {
-    t->section = "rope";
+    struct T *t = *state;
     const int64_t NH = 3, HS = 16, T = 6;
     static const int32_t pos[] = {0, 1, 17, 300, 4095, 100000};
     struct stepbuf s;
@@ -482,8 +461,8 @@ static void test_rope(struct T *t)
                 struct pair px;
                 pair_new(t, NH * HS, T, x, &px, 0);
                 both_begin(t, &s);
-                MUST(t, eng_op_rope(t->ref, &px.r.t, (int32_t)NH, &rp));
-                MUST(t, eng_op_rope(t->dut, &px.d.t, (int32_t)NH, &rp));
+                assert_ok(eng_op_rope(t->ref, &px.r.t, (int32_t)NH, &rp));
+                assert_ok(eng_op_rope(t->dut, &px.d.t, (int32_t)NH, &rp));
                 both_end(t);
                 char what[64];
                 snprintf(what, sizeof what, "rope %s n_rot=%d base=%g scale=%g",
@@ -504,8 +483,8 @@ static void kv_new(struct T *t, enum eng_kv_format f, int L, int NKV, int HS, in
 {
     struct eng_kv_layout lay = {.format = f, .n_layers = L, .n_kv_heads = NKV, .head_dim = HS,
                                 .block_size = bs, .n_blocks = nb};
-    MUST(t, eng_kv_storage_new(t->ref, &lay, &kv->r));
-    MUST(t, eng_kv_storage_new(t->dut, &lay, &kv->d));
+    assert_ok(eng_kv_storage_new(t->ref, &lay, &kv->r));
+    assert_ok(eng_kv_storage_new(t->dut, &lay, &kv->d));
     if (!fill_random)
         return;
     const int64_t row = (int64_t)NKV * HS, slots = (int64_t)nb * bs;
@@ -519,8 +498,8 @@ static void kv_new(struct T *t, enum eng_kv_format f, int L, int NKV, int HS, in
                 fill(t, v, (size_t)row, 1.5f);
                 eng_row_from_f32(dt, v, bytes + (size_t)s * rb, row);
             }
-            MUST(t, eng_tensor_set(t->ref, kind ? &kv->r->v[l] : &kv->r->k[l], bytes, 0, rb * (size_t)slots));
-            MUST(t, eng_tensor_set(t->dut, kind ? &kv->d->v[l] : &kv->d->k[l], bytes, 0, rb * (size_t)slots));
+            assert_ok(eng_tensor_set(t->ref, kind ? &kv->r->v[l] : &kv->r->k[l], bytes, 0, rb * (size_t)slots));
+            assert_ok(eng_tensor_set(t->dut, kind ? &kv->d->v[l] : &kv->d->k[l], bytes, 0, rb * (size_t)slots));
         }
     free(v);
     free(bytes);
@@ -540,13 +519,13 @@ static void kv_compare(struct T *t, struct kvpair *kv, int l, double tol, const 
         const eng_tensor_t *b = kind ? &kv->d->v[l] : &kv->d->k[l];
         const size_t n = eng_tensor_nbytes(a);
         unsigned char *x = xmalloc(n), *y = xmalloc(n);
-        MUST(t, eng_tensor_get(t->ref, a, x, 0, n));
-        MUST(t, eng_tensor_get(t->dut, b, y, 0, n));
+        assert_ok(eng_tensor_get(t->ref, a, x, 0, n));
+        assert_ok(eng_tensor_get(t->dut, b, y, 0, n));
         if (tol < 0) {
             size_t i = 0;
             while (i < n && x[i] == y[i])
                 i++;
-            CHECK(t, i == n, "%s: %s cache of layer %d differs at byte %zu", what,
+            assert_msg(i == n, "%s: %s cache of layer %d differs at byte %zu", what,
                   kind ? "V" : "K", l, i);
         } else {
             const int64_t ne = eng_tensor_nelements(a), row = a->ne[0];
@@ -559,7 +538,7 @@ static void kv_compare(struct T *t, struct kvpair *kv, int l, double tol, const 
             for (int64_t i = 0; i < ne; i++)
                 if (!(fabsf(fx[i] - fy[i]) <= tol * (1.0 + fabsf(fx[i]))))
                     bad++;
-            CHECK(t, bad == 0, "%s: %lld values of the %s cache of layer %d differ", what,
+            assert_msg(bad == 0, "%s: %lld values of the %s cache of layer %d differ", what,
                   (long long)bad, kind ? "V" : "K", l);
             free(fx);
             free(fy);
@@ -569,9 +548,9 @@ static void kv_compare(struct T *t, struct kvpair *kv, int l, double tol, const 
     }
 }
 
-static void test_kv_write(struct T *t)
+static void test_kv_write(void **state)
 {
-    t->section = "kv_write";
+    struct T *t = *state;
     for (int f = 0; f < 2; f++) {
         const int NKV = 2, HS = 8, bs = 4, nb = 6;
         struct kvpair kv;
@@ -594,8 +573,8 @@ static void test_kv_write(struct T *t)
         pair_new(t, row, 5, k, &pk, 0);
         pair_new(t, row, 5, v, &pv, 0);
         both_begin(t, &s);
-        MUST(t, eng_op_kv_write(t->ref, kv.r, 1, &pk.r.t, &pv.r.t));
-        MUST(t, eng_op_kv_write(t->dut, kv.d, 1, &pk.d.t, &pv.d.t));
+        assert_ok(eng_op_kv_write(t->ref, kv.r, 1, &pk.r.t, &pv.r.t));
+        assert_ok(eng_op_kv_write(t->dut, kv.d, 1, &pk.d.t, &pv.d.t));
         both_end(t);
         kv_compare(t, &kv, 0, -1, f ? "kv_write f16 (other layer)" : "kv_write f32 (other layer)");
         kv_compare(t, &kv, 1, -1, f ? "kv_write f16" : "kv_write f32");
@@ -636,9 +615,9 @@ static void att_step(struct T *t, struct stepbuf *s, int bs, int nb, int long_le
     }
 }
 
-static void test_attention(struct T *t)
+static void test_attention(void **state)
 {
-    t->section = "attention";
+    struct T *t = *state;
     static const int cfg[][4] = {{4, 4, 8, 4}, {8, 2, 16, 16}, {16, 2, 32, 16}, {12, 1, 64, 16},
                                  {2, 2, 128, 16}};    // NH, NKV, HS, block size
     for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
@@ -659,8 +638,8 @@ static void test_attention(struct T *t)
                 pair_new(t, (int64_t)NH * HS, T, NULL, &po, 0);
                 const float scale = 1.0f / sqrtf((float)HS);
                 both_begin(t, &s);
-                MUST(t, eng_op_attention(t->ref, &po.r.t, &pq.r.t, kv.r, 0, NH, scale));
-                MUST(t, eng_op_attention(t->dut, &po.d.t, &pq.d.t, kv.d, 0, NH, scale));
+                assert_ok(eng_op_attention(t->ref, &po.r.t, &pq.r.t, kv.r, 0, NH, scale));
+                assert_ok(eng_op_attention(t->dut, &po.d.t, &pq.d.t, kv.d, 0, NH, scale));
                 both_end(t);
                 char what[96];
                 snprintf(what, sizeof what, "attention NH=%d NKV=%d HS=%d bs=%d %s %s", NH, NKV, HS,
@@ -675,9 +654,9 @@ static void test_attention(struct T *t)
     }
 }
 
-static void test_elementwise(struct T *t)
+static void test_elementwise(void **state)
 {
-    t->section = "swiglu/add";
+    struct T *t = *state;
     const int64_t C = 300, R = 7;
     float *a = xmalloc(sizeof(float) * (size_t)(C * R)), *b = xmalloc(sizeof(float) * (size_t)(C * R));
     fill(t, a, (size_t)(C * R), 8.0f);
@@ -690,11 +669,11 @@ static void test_elementwise(struct T *t)
             pair_new(t, C, R, NULL, &po, 0);
             struct pair *o = alias ? &pa : &po;
             if (op == 0) {
-                MUST(t, eng_op_swiglu(t->ref, &o->r.t, &pa.r.t, &pb.r.t));
-                MUST(t, eng_op_swiglu(t->dut, &o->d.t, &pa.d.t, &pb.d.t));
+                assert_ok(eng_op_swiglu(t->ref, &o->r.t, &pa.r.t, &pb.r.t));
+                assert_ok(eng_op_swiglu(t->dut, &o->d.t, &pa.d.t, &pb.d.t));
             } else {
-                MUST(t, eng_op_add(t->ref, &o->r.t, &pa.r.t, &pb.r.t));
-                MUST(t, eng_op_add(t->dut, &o->d.t, &pa.d.t, &pb.d.t));
+                assert_ok(eng_op_add(t->ref, &o->r.t, &pa.r.t, &pb.r.t));
+                assert_ok(eng_op_add(t->dut, &o->d.t, &pa.d.t, &pb.d.t));
             }
             compare(t, o, 1e-6, 1e-5, op ? (alias ? "add in place" : "add")
                                           : (alias ? "swiglu in place" : "swiglu"));
@@ -706,9 +685,9 @@ static void test_elementwise(struct T *t)
     free(b);
 }
 
-static void test_gather(struct T *t)
+static void test_gather(void **state)
 {
-    t->section = "gather_rows";
+    struct T *t = *state;
     const int64_t C = 40, T = 10;
     struct stepbuf s;
     step_init(&s, 1, 1);
@@ -730,8 +709,8 @@ static void test_gather(struct T *t)
             od.data = px.d.t.data;
         }
         both_begin(t, &s);
-        MUST(t, eng_op_gather_rows(t->ref, &or_, &px.r.t));
-        MUST(t, eng_op_gather_rows(t->dut, &od, &px.d.t));
+        assert_ok(eng_op_gather_rows(t->ref, &or_, &px.r.t));
+        assert_ok(eng_op_gather_rows(t->dut, &od, &px.d.t));
         both_end(t);
         compare(t, alias ? &px : &po, 0.0, 0.0, alias ? "gather in place" : "gather");
         pair_free(&px);
@@ -741,7 +720,7 @@ static void test_gather(struct T *t)
 }
 
 /* --- several decode steps: a one-layer model's ops, positions advancing ------------------------------ */
-static void test_steps_plain(struct T *t)
+static void steps_plain(struct T *t)
 {
     const int V = 50, C = 64, NH = 4, NKV = 2, HS = 16, bs = 16, nb = 64, B = 3;
     struct wpair wte, wq, wk;
@@ -807,29 +786,29 @@ static void test_steps_plain(struct T *t)
             const eng_tensor_t *w_e = side ? &wte.d : &wte.r, *w_q = side ? &wq.d : &wq.r,
                                *w_k = side ? &wk.d : &wk.r;
 #define S(p) (side ? &(p).d.t : &(p).r.t)
-            MUST(t, eng_step_begin(be, &s.st));
-            MUST(t, eng_op_embed(be, S(px), w_e));
-            MUST(t, eng_op_rmsnorm(be, S(px), S(px), S(pn), 1e-5f));
-            MUST(t, eng_op_matmul(be, S(pq), S(px), w_q));
-            MUST(t, eng_op_matmul(be, S(pk), S(px), w_k));
-            MUST(t, eng_op_rope(be, S(pq), NH, &rp));
-            MUST(t, eng_op_rope(be, S(pk), NKV, &rp));
-            MUST(t, eng_op_kv_write(be, kvs, 0, S(pk), S(pk)));
-            MUST(t, eng_op_attention(be, S(pa), S(pq), kvs, 0, NH, 0.25f));
+            assert_ok(eng_step_begin(be, &s.st));
+            assert_ok(eng_op_embed(be, S(px), w_e));
+            assert_ok(eng_op_rmsnorm(be, S(px), S(px), S(pn), 1e-5f));
+            assert_ok(eng_op_matmul(be, S(pq), S(px), w_q));
+            assert_ok(eng_op_matmul(be, S(pk), S(px), w_k));
+            assert_ok(eng_op_rope(be, S(pq), NH, &rp));
+            assert_ok(eng_op_rope(be, S(pk), NKV, &rp));
+            assert_ok(eng_op_kv_write(be, kvs, 0, S(pk), S(pk)));
+            assert_ok(eng_op_attention(be, S(pa), S(pq), kvs, 0, NH, 0.25f));
             // a residual add and the RMSNorm of its result (the CUDA backend fuses the pair);
             // the norm writes over the add's second input, as the engine's forward does
-            MUST(t, eng_op_add(be, S(pa), S(pa), S(pq)));
-            MUST(t, eng_op_rmsnorm(be, S(pq), S(pa), S(pn), 1e-5f));
-            MUST(t, eng_op_gather_rows(be, S(po), S(pq)));
-            MUST(t, eng_tensor_get(be, S(po), side ? got : want, 0, eng_tensor_nbytes(S(po))));
-            MUST(t, eng_step_end(be));
+            assert_ok(eng_op_add(be, S(pa), S(pa), S(pq)));
+            assert_ok(eng_op_rmsnorm(be, S(pq), S(pa), S(pn), 1e-5f));
+            assert_ok(eng_op_gather_rows(be, S(po), S(pq)));
+            assert_ok(eng_tensor_get(be, S(po), side ? got : want, 0, eng_tensor_nbytes(S(po))));
+            assert_ok(eng_step_end(be));
 #undef S
         }
         int bad = 0;
         for (int i = 0; i < B * NH * HS; i++)
             if (!(fabsf(got[i] - want[i]) <= 2e-3f + 2e-3f * fabsf(want[i])))
                 bad++;
-        CHECK(t, bad == 0, "decode step %d (%d tokens): %d of %d outputs differ", step, T, bad,
+        assert_msg(bad == 0, "decode step %d (%d tokens): %d of %d outputs differ", step, T, bad,
               B * NH * HS);
         free(got);
         free(want);
@@ -848,34 +827,34 @@ static void test_steps_plain(struct T *t)
     wpair_free(t, &wk);
 }
 
-static void test_steps(struct T *t)
+static void test_steps(void **state)
 {
-    t->section = "steps";
-    test_steps_plain(t);
+    struct T *t = *state;
+    steps_plain(t);
 #ifdef DUT_CUDA
     // with graphs on, the repeated decode steps must have been replayed, not only run
     struct gpu_stats gs;
     gpu_backend_stats(t->dut, &gs);
     const char *env = getenv("ORTHOD_CUDA_GRAPHS");
     if (!env || strcmp(env, "0") != 0) {
-        CHECK(t, gs.graph_captures > 0 && gs.graph_launches > gs.graph_captures,
+        assert_msg(gs.graph_captures > 0 && gs.graph_launches > gs.graph_captures,
               "decode steps were not replayed as graphs: captures %llu launches %llu eager %llu",
               (unsigned long long)gs.graph_captures, (unsigned long long)gs.graph_launches,
               (unsigned long long)gs.eager_steps);
         const char *fenv = getenv("ORTHOD_CUDA_FUSE");
         if (!fenv || strcmp(fenv, "0") != 0)
-            CHECK(t, gs.fused_records > 0, "no records were fused");
+            assert_msg(gs.fused_records > 0, "no records were fused");
     } else {
-        CHECK(t, gs.graph_launches == 0 && gs.fused_records == 0,
+        assert_msg(gs.graph_launches == 0 && gs.fused_records == 0,
               "graphs launched or records fused with ORTHOD_CUDA_GRAPHS=0");
     }
 #endif
 }
 
 /* --- near misses of the fused patterns: each must keep the separate ops' meaning ---------------- */
-static void test_fusion_guards(struct T *t)
+static void test_fusion_guards(void **state)
 {
-    t->section = "fusion guards";
+    struct T *t = *state;
     const int C = 64, T = 4, NH = 2, HS = 32;
     float *h = xmalloc(sizeof(float) * (size_t)(C * (T + 1)) * 4);
     fill(t, h, (size_t)(C * (T + 1)) * 4, 2.0f);
@@ -908,18 +887,18 @@ static void test_fusion_guards(struct T *t)
         a0.ne[1] = b0.ne[1] = b1.ne[1] = T;
         a0.nb[2] = a0.nb[3] = b0.nb[2] = b0.nb[3] = b1.nb[2] = b1.nb[3] = a0.nb[1] * T;
         b1.data = (char *)b1.data + a0.nb[1];
-        MUST(t, eng_step_begin(be, &s.st));
+        assert_ok(eng_step_begin(be, &s.st));
         // an add, then the norm of another tensor
-        MUST(t, eng_op_add(be, &a0, &a0, &b0));
-        MUST(t, eng_op_rmsnorm(be, S(o), S(c), S(w), 1e-5f));
+        assert_ok(eng_op_add(be, &a0, &a0, &b0));
+        assert_ok(eng_op_rmsnorm(be, S(o), S(c), S(w), 1e-5f));
         // an add, then its norm written one row off the add's input
-        MUST(t, eng_op_add(be, S(c), S(c), &b1));
-        MUST(t, eng_op_rmsnorm(be, &b0, S(c), S(w), 1e-5f));
+        assert_ok(eng_op_add(be, S(c), S(c), &b1));
+        assert_ok(eng_op_rmsnorm(be, &b0, S(c), S(w), 1e-5f));
         // two RoPEs with different bases, then the KV write
-        MUST(t, eng_op_rope(be, S(q), NH, &r1));
-        MUST(t, eng_op_rope(be, S(k), NH, &r2));
-        MUST(t, eng_op_kv_write(be, side ? kv.d : kv.r, 0, S(k), S(q)));
-        MUST(t, eng_step_end(be));
+        assert_ok(eng_op_rope(be, S(q), NH, &r1));
+        assert_ok(eng_op_rope(be, S(k), NH, &r2));
+        assert_ok(eng_op_kv_write(be, side ? kv.d : kv.r, 0, S(k), S(q)));
+        assert_ok(eng_step_end(be));
 #undef S
     }
     compare(t, &a, 1e-6, 1e-5, "add then unrelated norm: sum");
@@ -941,9 +920,9 @@ static void test_fusion_guards(struct T *t)
 }
 
 /* --- errors: the op fails, the backend keeps working ------------------------------------------------- */
-static void test_errors(struct T *t)
+static void test_errors(void **state)
 {
-    t->section = "errors";
+    struct T *t = *state;
     eng_backend_t *be = t->dut;
     // a token id past the vocabulary
     struct wpair w;
@@ -953,10 +932,10 @@ static void test_errors(struct T *t)
     s.block_table[0] = 0;
     step_add(&s, 10, 0, 0, 16);
     struct tb out;
-    tb_new(t, be, ENG_DTYPE_F32, 32, 1, 0, &out);
-    MUST(t, eng_step_begin(be, &s.st));
-    CHECK(t, eng_op_embed(be, &out.t, &w.d) == ERR_INVAL, "embed accepted token 10 of 10");
-    MUST(t, eng_step_end(be));
+    tb_new(be, ENG_DTYPE_F32, 32, 1, 0, &out);
+    assert_ok(eng_step_begin(be, &s.st));
+    assert_msg(eng_op_embed(be, &out.t, &w.d) == ERR_INVAL, "embed accepted token 10 of 10");
+    assert_ok(eng_step_end(be));
     // a block table entry past the cache, and an unallocated (-1) block
     struct kvpair kv;
     kv_new(t, ENG_KV_F16, 1, 1, 32, 16, 2, false, &kv);
@@ -971,12 +950,12 @@ static void test_errors(struct T *t)
         s2.seq_len[0] = 21;
         s2.st.n_tokens = 1;
         struct tb q, o;
-        tb_new(t, be, ENG_DTYPE_F32, 32, 1, 0, &q);
-        tb_new(t, be, ENG_DTYPE_F32, 32, 1, 0, &o);
-        MUST(t, eng_step_begin(be, &s2.st));
-        CHECK(t, eng_op_attention(be, &o.t, &q.t, kv.d, 0, 1, 1.0f) == ERR_INVAL,
+        tb_new(be, ENG_DTYPE_F32, 32, 1, 0, &q);
+        tb_new(be, ENG_DTYPE_F32, 32, 1, 0, &o);
+        assert_ok(eng_step_begin(be, &s2.st));
+        assert_msg(eng_op_attention(be, &o.t, &q.t, kv.d, 0, 1, 1.0f) == ERR_INVAL,
               "attention accepted block %d", s2.block_table[1]);
-        MUST(t, eng_step_end(be));
+        assert_ok(eng_step_end(be));
         tb_free(&q);
         tb_free(&o);
     }
@@ -986,24 +965,24 @@ static void test_errors(struct T *t)
     fprintf(stderr, "(errors logged next are expected: a 1 PiB buffer, a device that does not exist)\n");
     eng_buffer_t *huge = NULL;
     int rc = eng_buffer_new(be, (size_t)1 << 50, ENG_BUF_KV, &huge);
-    CHECK(t, rc == ERR_DEVICE_NOMEM, "a 1 PiB buffer gave %s, want ERR_DEVICE_NOMEM", err_name(rc));
+    assert_msg(rc == ERR_DEVICE_NOMEM, "a 1 PiB buffer gave %s, want ERR_DEVICE_NOMEM", err_name(rc));
     eng_backend_t *none = NULL;
     struct errbuf eb = {{0}};
     rc = gpu_backend_cuda_new(63, NULL, &none, &eb);
-    CHECK(t, rc == ERR_NOTFOUND && strstr(eb.msg, "cuda:63") != NULL,
+    assert_msg(rc == ERR_NOTFOUND && strstr(eb.msg, "cuda:63") != NULL,
           "cuda:63 gave %s \"%s\", want ERR_NOTFOUND naming it", err_name(rc), eb.msg);
 #endif
     // still working: embed a valid token
     step_init(&s, 1, 2);
     s.block_table[0] = 0;
     step_add(&s, 9, 0, 0, 16);
-    MUST(t, eng_step_begin(be, &s.st));
-    MUST(t, eng_op_embed(be, &out.t, &w.d));
+    assert_ok(eng_step_begin(be, &s.st));
+    assert_ok(eng_op_embed(be, &out.t, &w.d));
     float row[32], want[32];
-    MUST(t, eng_tensor_get(be, &out.t, row, 0, sizeof row));
-    MUST(t, eng_step_end(be));
+    assert_ok(eng_tensor_get(be, &out.t, row, 0, sizeof row));
+    assert_ok(eng_step_end(be));
     eng_row_to_f32(ENG_DTYPE_F16, (const char *)w.host + 9 * 64, want, 32);
-    CHECK(t, memcmp(row, want, sizeof row) == 0, "embed after errors returned wrong values");
+    assert_msg(memcmp(row, want, sizeof row) == 0, "embed after errors returned wrong values");
     tb_free(&out);
     wpair_free(t, &w);
 }
@@ -1025,20 +1004,71 @@ static int new_dut(eng_backend_t **out)
 #endif
 }
 
-static void run_all(struct T *t, const char *label)
+/* Group fixtures: the scalar CPU reference and a fresh backend under test. */
+static int setup_group(void **state, const char *label)
 {
-    test_embed(t);
-    test_rmsnorm(t);
-    test_matmul(t, label);
-    test_rope(t);
-    test_kv_write(t);
-    test_attention(t);
-    test_elementwise(t);
-    test_gather(t);
-    test_steps(t);
-    test_fusion_guards(t);
-    test_errors(t);
+    struct T *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->rng = 0x9e3779b97f4a7c15ull;
+    t->label = label;
+    setenv("ORTHOD_CPU_LEVEL", "scalar", 1);
+    struct eng_cpu_params rp = {.n_threads = 2};
+    assert_ok(eng_cpu_backend_new(&rp, &t->ref));
+    assert_ok(new_dut(&t->dut));
+    print_message("%s: reference %s; under test %s\n", label, eng_backend_describe(t->ref),
+                  eng_backend_describe(t->dut));
+    *state = t;
+    return 0;
 }
+
+static int teardown_group(void **state)
+{
+    struct T *t = *state;
+    eng_backend_free(t->dut);
+    eng_backend_free(t->ref);
+    free(t);
+#ifdef DUT_CUDA
+    unsetenv("ORTHOD_CUDA_GEMV_ROWS");
+    unsetenv("ORTHOD_CUDA_GRAPHS");
+#endif
+#ifdef ORTHOD_GPU_EMU
+    gpu_emu_set_capture_fails(0);
+#endif
+    return 0;
+}
+
+static int setup_default(void **state) { return setup_group(state, "default"); }
+
+#ifdef ORTHOD_GPU_EMU
+/* CUDA refuses the capture: the backend turns graphs off and runs the steps eagerly. */
+static int setup_capture_refused(void **state)
+{
+    gpu_emu_set_capture_fails(1);
+    return setup_group(state, "capture refused");
+}
+
+static void test_capture_refused(void **state)
+{
+    struct T *t = *state;
+    steps_plain(t);
+    struct gpu_stats gs;
+    gpu_backend_stats(t->dut, &gs);
+    assert_msg(gs.graph_captures == 0 && gs.graph_launches == 0 && gs.eager_steps > 0,
+               "after a refused capture: captures %llu launches %llu eager %llu",
+               (unsigned long long)gs.graph_captures, (unsigned long long)gs.graph_launches,
+               (unsigned long long)gs.eager_steps);
+}
+#endif
+
+#ifdef DUT_CUDA
+/* Every matmul through cuBLAS, and no graph replay. */
+static int setup_cublas_only(void **state)
+{
+    setenv("ORTHOD_CUDA_GEMV_ROWS", "0", 1);
+    setenv("ORTHOD_CUDA_GRAPHS", "0", 1);
+    return setup_group(state, "cublas-only");
+}
+#endif
 
 int main(void)
 {
@@ -1048,44 +1078,29 @@ int main(void)
         return 77;
     }
 #endif
-    struct T t = {.rng = 0x9e3779b97f4a7c15ull, .section = "setup"};
-    setenv("ORTHOD_CPU_LEVEL", "scalar", 1);
-    struct eng_cpu_params rp = {.n_threads = 2};
-    MUST(&t, eng_cpu_backend_new(&rp, &t.ref));
-    MUST(&t, new_dut(&t.dut));
-    printf("reference: %s\nunder test: %s\n", eng_backend_describe(t.ref), eng_backend_describe(t.dut));
-    run_all(&t, "default");
+    const struct CMUnitTest all[] = {
+        cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_kv_write),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_gather),
+        cmocka_unit_test(test_steps),
+        cmocka_unit_test(test_fusion_guards),
+        cmocka_unit_test(test_errors),
+    };
+    int failed = cmocka_run_group_tests_name("default", all, setup_default, teardown_group);
 #ifdef ORTHOD_GPU_EMU
-    // CUDA refuses the capture: the backend turns graphs off and runs the steps eagerly
-    {
-        eng_backend_free(t.dut);
-        MUST(&t, new_dut(&t.dut));
-        gpu_emu_set_capture_fails(1);
-        t.section = "capture refused";
-        test_steps_plain(&t);
-        struct gpu_stats gs;
-        gpu_backend_stats(t.dut, &gs);
-        CHECK(&t, gs.graph_captures == 0 && gs.graph_launches == 0 && gs.eager_steps > 0,
-              "after a refused capture: captures %llu launches %llu eager %llu",
-              (unsigned long long)gs.graph_captures, (unsigned long long)gs.graph_launches,
-              (unsigned long long)gs.eager_steps);
-        gpu_emu_set_capture_fails(0);
-    }
+    const struct CMUnitTest refused[] = {cmocka_unit_test(test_capture_refused)};
+    failed += cmocka_run_group_tests_name("capture refused", refused, setup_capture_refused,
+                                          teardown_group);
 #endif
 #ifdef DUT_CUDA
-    // again with every matmul through cuBLAS and without graph replay
-    eng_backend_free(t.dut);
-    setenv("ORTHOD_CUDA_GEMV_ROWS", "0", 1);
-    setenv("ORTHOD_CUDA_GRAPHS", "0", 1);
-    MUST(&t, new_dut(&t.dut));
-    printf("under test: %s\n", eng_backend_describe(t.dut));
-    test_matmul(&t, "cublas-only");
-    test_steps(&t);
-    unsetenv("ORTHOD_CUDA_GEMV_ROWS");
-    unsetenv("ORTHOD_CUDA_GRAPHS");
+    const struct CMUnitTest cublas[] = {cmocka_unit_test(test_matmul), cmocka_unit_test(test_steps)};
+    failed += cmocka_run_group_tests_name("cublas-only", cublas, setup_cublas_only,
+                                          teardown_group);
 #endif
-    eng_backend_free(t.dut);
-    eng_backend_free(t.ref);
-    printf("%d checks, %d failures\n", t.checks, t.failures);
-    return t.failures ? 1 : 0;
+    return tu_exit(failed, 0);
 }

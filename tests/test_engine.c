@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "testutil.h"
 
 struct fx {
     eng_backend_t *be;
@@ -64,14 +64,8 @@ static int teardown(void **state)
 static eng_ctx_t *new_ctx(struct fx *f, int n_seq, int n_batch, int n_ctx, int kv_blocks,
                           enum eng_kv_format fmt)
 {
-    struct eng_ctx_params p;
-    eng_ctx_params_default(&p);
-    p.n_seq_max = n_seq;
-    p.n_batch = n_batch;
-    p.n_out_max = n_batch;
-    p.n_ctx = n_ctx;
+    struct eng_ctx_params p = tu_ctx_params(n_ctx, n_seq, n_batch, fmt);
     p.kv_blocks = kv_blocks;
-    p.kv_format = fmt;
     p.kv_block_size = 4;      // small blocks: every test crosses block boundaries
     eng_ctx_t *c;
     struct errbuf eb = {{0}};

@@ -18,85 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "testutil.h"   /* cmocka, the shared models, the GGUF byte builder (struct buf) */
 
 /* ---------------------------------------------------------------------------------- */
-/* helpers: a byte buffer that encodes GGUF, temp dirs, the shared data folder */
-
-struct buf {
-    uint8_t *p;
-    size_t n, cap;
-};
-
-static void put(struct buf *b, const void *p, size_t n)
-{
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n)
-            cap *= 2;
-        b->p = realloc(b->p, cap);
-        assert_non_null(b->p);
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->n, p, n);
-    b->n += n;
-}
-static void put_u8(struct buf *b, uint8_t v) { put(b, &v, 1); }
-static void put_u16(struct buf *b, uint16_t v) { put(b, &v, 2); }
-static void put_u32(struct buf *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(struct buf *b, uint64_t v) { put(b, &v, 8); }
-static void put_f32(struct buf *b, float v) { put(b, &v, 4); }
-static void put_f64(struct buf *b, double v) { put(b, &v, 8); }
-static void put_str(struct buf *b, const char *s)
-{
-    put_u64(b, strlen(s));
-    put(b, s, strlen(s));
-}
-static void put_header(struct buf *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv)
-{
-    put(b, "GGUF", 4);
-    put_u32(b, version);
-    put_u64(b, n_tensors);
-    put_u64(b, n_kv);
-}
-static void put_key(struct buf *b, const char *key, uint32_t type)
-{
-    put_str(b, key);
-    put_u32(b, type);
-}
-static void put_tinfo(struct buf *b, const char *name, uint32_t n_dims, const uint64_t *ne,
-                      uint32_t type, uint64_t offset)
-{
-    put_str(b, name);
-    put_u32(b, n_dims);
-    for (uint32_t i = 0; i < n_dims; i++)
-        put_u64(b, ne[i]);
-    put_u32(b, type);
-    put_u64(b, offset);
-}
-static void put_pad(struct buf *b, size_t align)
-{
-    while (b->n % align)
-        put_u8(b, 0);
-}
-
-static const char *shared_dir(void)
-{
-    const char *s = getenv("ORTHOD_SHARED");
-    if (s && *s)
-        return s;
-#ifdef ORTHOD_SHARED_DEFAULT
-    return ORTHOD_SHARED_DEFAULT;
-#else
-    return "../shared";
-#endif
-}
-
-static void shared_path(char *out, size_t cap, const char *rel)
-{
-    snprintf(out, cap, "%s/models/%s", shared_dir(), rel);
-}
+/* helpers: temp dirs */
 
 static char *make_tmpdir(void)
 {
@@ -643,15 +568,15 @@ static void test_shared_models(void **state)
 {
     (void)state;
     char path[1024];
-    shared_path(path, sizeof path, "stories260K.gguf");
+    tu_model_path(path, sizeof path, "stories260K.gguf");
     if (access(path, R_OK) != 0) {
-        print_message("shared models not found at %s (set ORTHOD_SHARED)\n", shared_dir());
+        print_message("shared models not found at %s (set ORTHOD_SHARED)\n", tu_shared_dir());
         skip();
     }
     char *dir = make_tmpdir();
     for (size_t c = 0; c < sizeof shared_cases / sizeof shared_cases[0]; c++) {
         const struct shared_case *sc = &shared_cases[c];
-        shared_path(path, sizeof path, sc->file);
+        tu_model_path(path, sizeof path, sc->file);
         struct errbuf eb = {{0}};
         eng_gguf_t *g = NULL;
         int rc = eng_gguf_open(path, &g, &eb);
@@ -707,7 +632,7 @@ static void test_shared_models(void **state)
     }
 
     /* specific facts from MANIFEST.md */
-    shared_path(path, sizeof path, "stories260K.gguf");
+    tu_model_path(path, sizeof path, "stories260K.gguf");
     eng_gguf_t *g = NULL;
     assert_int_equal(eng_gguf_open(path, &g, NULL), 0);
     uint32_t u;
@@ -730,7 +655,7 @@ static void test_shared_models(void **state)
     assert_int_equal(eng_gguf_file_size(g), 1185376);
     eng_gguf_free(g);
 
-    shared_path(path, sizeof path, "llama-2-tiny-random.gguf");
+    tu_model_path(path, sizeof path, "llama-2-tiny-random.gguf");
     assert_int_equal(eng_gguf_open(path, &g, NULL), 0);
     eng_gguf_tensor_at(g, eng_gguf_find_tensor(g, "token_embd.weight"), &te);
     assert_int_equal(te.dtype, ENG_DTYPE_F16);
@@ -742,7 +667,7 @@ static void test_shared_models(void **state)
     assert_true(str_eq(s, len, "\xe2\x96\x81Hello"));
     eng_gguf_free(g);
 
-    shared_path(path, sizeof path, "mmproj-tinygemma3.gguf");
+    tu_model_path(path, sizeof path, "mmproj-tinygemma3.gguf");
     assert_int_equal(eng_gguf_open(path, &g, NULL), 0);
     int n_q8 = 0;
     for (int64_t i = 0; i < eng_gguf_n_tensors(g); i++) {
@@ -1178,6 +1103,10 @@ static void test_open_write_errors(void **state)
 
 int main(void)
 {
+    static const char *const models[] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf",
+                                         "ggml-vocab-bert-bge.gguf", "stories260K.gguf",
+                                         "llama-2-tiny-random.gguf", "mmproj-tinygemma3.gguf"};
+    const int missing = tu_missing_models(models, sizeof models / sizeof models[0]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_types_round_trip),
         cmocka_unit_test(test_builder_metadata),
@@ -1190,5 +1119,5 @@ int main(void)
         cmocka_unit_test(test_vocab_only_short),
         cmocka_unit_test(test_open_write_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_exit(cmocka_run_group_tests(tests, NULL, NULL), missing);
 }

@@ -21,33 +21,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "testutil.h"
 
 /* ---------------------------------------------------------------------------------- */
 /* helpers */
 
-static const char *shared_dir(void)
-{
-    const char *s = getenv("ORTHOD_SHARED");
-    if (s && *s)
-        return s;
-#ifdef ORTHOD_SHARED_DEFAULT
-    return ORTHOD_SHARED_DEFAULT;
-#else
-    return "../shared";
-#endif
-}
-
 static void model_path(char *out, size_t cap, const char *file)
 {
-    snprintf(out, cap, "%s/models/%s", shared_dir(), file);
-}
-
-static bool have_shared(void)
-{
-    char p[1024];
-    model_path(p, sizeof p, "stories260K.gguf");
-    return access(p, R_OK) == 0;
+    tu_model_path(out, cap, file);
 }
 
 static char *make_dir(const char *base, const char *name)
@@ -761,7 +742,7 @@ static void make_vocab_folder(const char *dir, uint64_t n_vocab, json_t *tok, js
 static void test_spm_vocab_via_tokenizer_json(void **state)
 {
     (void)state;
-    if (!have_shared())
+    if (!tu_have_model("ggml-vocab-llama-spm.gguf"))
         skip();
     char p[1024];
     model_path(p, sizeof p, "ggml-vocab-llama-spm.gguf");
@@ -848,7 +829,7 @@ static void test_spm_vocab_via_tokenizer_json(void **state)
 static void test_bpe_vocab_via_tokenizer_json(void **state)
 {
     (void)state;
-    if (!have_shared())
+    if (!tu_have_model("ggml-vocab-gpt-2.gguf"))
         skip();
     char p[1024];
     model_path(p, sizeof p, "ggml-vocab-gpt-2.gguf");
@@ -999,15 +980,9 @@ static float *run_logits(const char *path, const int32_t *toks, int n, int32_t *
         assert_memory_equal(ids, want_toks, (size_t)n * sizeof *ids);
     }
     *n_vocab = eng_model_hparams(m)->n_vocab;
-    struct eng_ctx_params p;
-    eng_ctx_params_default(&p);
-    p.n_ctx = 64;
-    p.n_seq_max = 1;
-    p.n_batch = 16;
-    p.n_out_max = 16;
     // F32 cache: the two loaders run different (equally valid) summation orders, and an
     // F16 cache can round a K/V element differently; F32 keeps the comparison at 1e-5
-    p.kv_format = ENG_KV_F32;
+    struct eng_ctx_params p = tu_ctx_params(64, 1, 16, ENG_KV_F32);
     eng_ctx_t *c = NULL;
     if (eng_ctx_new(m, &p, &c, &eb) != 0)
         fail_msg("ctx: %s", eb.msg);
@@ -1034,7 +1009,7 @@ static float *run_logits(const char *path, const int32_t *toks, int n, int32_t *
 static void test_stories_hf_logits(void **state)
 {
     (void)state;
-    if (!have_shared())
+    if (!tu_have_model("stories260K.gguf"))
         skip();
     char gpath[1024];
     model_path(gpath, sizeof gpath, "stories260K.gguf");
@@ -1479,5 +1454,8 @@ int main(void)
         cmocka_unit_test(test_bpe_vocab_via_tokenizer_json),
         cmocka_unit_test(test_stories_hf_logits),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    static const char *const models[] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf",
+                                         "stories260K.gguf"};
+    const int missing = tu_missing_models(models, sizeof models / sizeof models[0]);
+    return tu_exit(cmocka_run_group_tests(tests, NULL, NULL), missing);
 }

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include "testutil.h"
 
 #if ORTHOD_HAVE_JANSSON
 #include <jansson.h>
@@ -30,25 +30,11 @@
 
 /* --- helpers ----------------------------------------------------------------------------- */
 
-static const char *shared_dir(void)
-{
-    const char *s = getenv("ORTHOD_SHARED");
-    if (s && *s)
-        return s;
-#ifdef ORTHOD_SHARED_DEFAULT
-    return ORTHOD_SHARED_DEFAULT;
-#else
-    return "../shared";
-#endif
-}
-
 static char *model_path(const char *name)
 {
     static char buf[4][1024];
     static int k;
-    char *p = buf[k++ & 3];
-    snprintf(p, 1024, "%s/models/%s", shared_dir(), name);
-    return p;
+    return (char *)tu_model_path(buf[k++ & 3], sizeof buf[0], name);
 }
 
 static char *slurp(const char *path, size_t *n)
@@ -375,7 +361,7 @@ static void test_golden_llama2(void **state)
     skip();
 #else
     char path[1024];
-    snprintf(path, sizeof path, "%s/golden/llama-2-tiny-random.json", shared_dir());
+    snprintf(path, sizeof path, "%s/golden/llama-2-tiny-random.json", tu_shared_dir());
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
     if (!root) {
@@ -1504,5 +1490,15 @@ int main(void)
         cmocka_unit_test(test_bad_vocabs),
         cmocka_unit_test(test_cmd_tokenize),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    static const char *const models[] = {"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf",
+                                         "ggml-vocab-bert-bge.gguf", "llama-2-tiny-random.gguf",
+                                         "stories260K.gguf"};
+    static const char *const other[] = {"models/ggml-vocab-llama-spm.gguf.inp",
+                                        "models/ggml-vocab-llama-spm.gguf.out",
+                                        "golden/llama-2-tiny-random.json"};
+    const int missing = tu_missing_models(models, sizeof models / sizeof models[0]) +
+                        tu_missing_shared(other, sizeof other / sizeof other[0]) +
+                        tu_missing_feature(ORTHOD_HAVE_UTF8PROC, "utf8proc (GPT-2/BERT tokenizers)") +
+                        tu_missing_feature(ORTHOD_HAVE_JANSSON, "jansson (the golden JSON)");
+    return tu_exit(cmocka_run_group_tests(tests, NULL, NULL), missing);
 }
