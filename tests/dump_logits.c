@@ -1,6 +1,7 @@
 /* tests/dump_logits.c: test tool: runs a model over given token ids and writes the logits of
  * every position as raw little-endian float32 (n_tokens x n_vocab, row-major), so an
- * independent reference (tests/ref/llama_ref.py) can compare them.
+ * independent reference (tests/ref/llama_ref.py) can compare them. The backend's one-line
+ * description ("backend: cpu threads=2 kernels=avx512 ...") goes to stderr.
  * usage: dump_logits MODEL OUT.f32 --tokens 1,2,3 [--threads N] [--device cpu]
  *                    [--kv f32|f16] [--batch-split K] */
 #include "../engine/engine.h"
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "dump_logits: %s\n", eb.msg);
         return 1;
     }
+    fprintf(stderr, "backend: %s\n", eng_backend_describe(be));
     eng_model_t *m;
     struct eng_model_params mp = {.be = be};
     if (eng_model_load(model, &mp, &m, &eb) < 0) {

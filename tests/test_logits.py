@@ -23,41 +23,52 @@ The engine reads the 40 input tokens in one step, in 6 steps (7 tokens a step, t
 or in 40 steps (one token a step: the decode path); the last two go through the KV cache,
 a prefix in the cache plus new tokens (dump_logits --batch-split K: K steps).
 
-Cases and bounds (measured numbers and their spread over seeds: docs/correctness.md):
+Cases and bounds (measured numbers and their spread over seeds and kernel levels:
+docs/correctness.md). Every bound sits a small factor (2-4x) above the largest error
+measured over 11 seeds at the three kernel levels:
   ref  the reference itself, no engine: stories260K greedy from BOS + "Once upon a time"
        gives MANIFEST's ids; on llama-2-tiny-random its log-probabilities match llama.cpp's
        (shared/golden: teacher-forced along llama.cpp's greedy ids, its top 3 at 160 steps)
        within 5e-4 nats with llama.cpp's own rounding simulated (F16 activations, F16 KV);
        split processing equals one step to 1e-12; and a wrong RoPE mode moves the logits by
        far more than the F32 bound (so this comparison can fail).
-  a    stories260K F32, KV F32, 40 tokens: rel_pos and rel_elem <= 1e-4 in every split,
-       top1 all (near-ties allowed). KV F16 (one step): rel_pos <= 5e-3 against the
-       reference with F16-rounded K/V and against the F32-KV one (F16 rounding of K/V is
-       discontinuous too: the median error is ten times smaller against the F16-KV
-       reference, the worst case is set by rounding flips).
+  a    stories260K F32, KV F32, 40 tokens: rel_pos and rel_elem <= TOL_F32 in every split,
+       top1 all (near-ties allowed). KV F16 (one step): rel_pos <= TOL_KV_F16 against the
+       reference with F16-rounded K/V, and <= TOL_KV_F16_VS_F32 against the F32-KV one.
   b    a generated GQA model (dim 128, 4 layers, 8 heads, 2 KV heads, ffn 352, vocab 300;
        weights N(0, 0.02), norm weights N(1, 0.2)) in F32: same bounds as (a), and a wrong
        RoPE mode must be caught.
   c    the same shape and seed in F16, BF16, Q8_0, Q4_0 vs the reference of the file's own
-       weights (dequantized exactly), two ways:
-       - with the activation rounding the engine does (llama_ref --act-quant orthod:
-         BF16-rounded activations for BF16 weights, Q8_0-quantized ones for Q8_0 and Q4_0
-         weights, plain F32 activations for F16 weights): bounds TOL_OWN. They are loose
-         for the rounded dtypes because rounding is discontinuous: the engine's F32 noise
-         (1e-7) now and then lands an activation on the other side of a rounding boundary,
-         a one-step change (a BF16 ulp, a Q8_0 quantum) that moves the logits of that
-         position and the later ones by up to ~1e-2 on this model. Positions before the
-         first such flip agree to ~1e-7 (the "med" column). The quantized dot products
-         themselves are checked bit for bit against the scalar oracle by test_matmul.
-         A negative control (Q4_0 nibbles read interleaved, a typical layout bug) must
-         exceed the Q4_0 bound tenfold.
-       - with the exact math of the same weights (--act-quant none): bounds TOL_OWN_EXACT.
-  d    each quantized file vs the F32 file of the same seed: first the quantized weights
-       must be exactly ggml's reference quantization of the F32 weights (otherwise the
-       comparison means nothing); then engine(quantized) vs reference(F32): rel_pos <=
-       TOL_VS_F32, exact top-1 agreement >= TOP1_VS_F32, corr >= CORR_VS_F32. This random
-       model's logits are flat (max |logit| ~ 0.8), so Q4_0's weight noise is large next to
-       them; the bounds are what the formats give here, with a margin.
+       weights (dequantized exactly):
+       - with the activation rounding the engine does at its kernel level (llama_ref
+         --act-quant orthod at AVX-512: BF16-rounded activations for BF16 weights; orthod-
+         avx2 at the scalar and AVX2 levels: exact F32 x BF16; Q8_0-quantized activations
+         for Q8_0 and Q4_0 weights everywhere), following the engine's ties: rounding is
+         discontinuous, and the engine's float32 noise (1e-7) now and then lands a value on
+         the other side of a rounding boundary, a one-step change (a BF16 ulp, a Q8_0
+         quantum, an F16 ulp of K/V) that moves the logits of that position, and of later
+         ones through the KV cache, by up to ~1e-2. LlamaRef.logits_following finds the
+         values within 1e-6 of a boundary and rounds those the other way where the engine
+         did (one token at a time; a flip is kept only when it brings the position's
+         logits toward the engine's by at least half of the flip's own effect), so every
+         position is held to TOL_FOLLOW, a few times the engine's float32 noise. A position
+         it cannot resolve (a flip without effect on its own position but with one later)
+         is excluded: at most MAX_EXCLUDED positions, each within FLIP_MAX of the plain
+         reference and with the same top-1 (near-ties allowed). The quantized dot products
+         themselves are checked bit for bit against the scalar oracle by test_matmul. A
+         negative control (Q4_0 nibbles read interleaved, a typical layout bug) must exceed
+         FLIP_MAX tenfold.
+       - with the exact math of the same weights (--act-quant none): the size of the
+         activation rounding itself, bounds TOL_OWN_EXACT.
+       and each quantized file's weights must be exactly ggml's reference quantization of
+       the F32 file of the same seed (otherwise (c) would test another model).
+  d    stories260K (a trained model: peaked logits, max ~20) written by llama_ref in F16,
+       BF16, Q8_0 and Q4_0 with ggml's reference quantizers (2-D weights whose rows are
+       whole blocks; ffn_down's 172-wide rows stay F32), engine on that file vs the
+       reference on the F32 original: the format's loss as a user sees it. Bounds on the
+       mean KL divergence (reference || engine) over positions, exact top-1 agreement and
+       rel_pos. A negative control (Q4_0 written with interleaved nibbles) must exceed the
+       Q4_0 KL bound tenfold.
 Exit status 0 when every bound holds, 1 otherwise; the table is printed either way.
 """
 
@@ -71,29 +82,34 @@ import tempfile
 try:
     import numpy as np
 except ImportError:
-    sys.stderr.write("test_logits: numpy is missing: run this with /usr/bin/python3 "
-                     "(apt-get install python3-numpy)\n")
-    sys.exit(1)
+    sys.stderr.write("test_logits: SKIP: numpy is missing: run this with /usr/bin/python3 "
+                     "(apt-get install python3-numpy; deploy/deps.sh installs it)\n")
+    sys.exit(77)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ref"))
 import llama_ref as ref  # noqa: E402
 
-# --- bounds: about 3x the maxima measured over 11 seeds (--seeds 1234,1,...,10), which
-# docs/correctness.md lists ------------------------------------------------------------------
-TOL_F32 = 1e-4                 # rel_pos and rel_elem, F32 weights, F32 KV (issue 3)
-TOL_KV_F16 = 5e-3              # rel_pos, F32 weights, F16 KV vs reference with F16 K/V
-TOL_KV_F16_VS_F32 = 5e-3       # the same run vs the F32-KV reference
+# --- bounds: 2-4x the maxima measured over 11 seeds (--seeds 1234,1,...,10) at the scalar,
+# AVX2 and AVX-512 kernel levels, which docs/correctness.md lists ---------------------------
+TOL_F32 = dict(pos=5e-6, elem=4e-5)      # rel_pos and rel_elem, F32 weights, F32 KV
 TOL_GOLDEN_LOGPROB = 5e-4      # reference vs llama.cpp log-probabilities (nats)
 TOL_SPLIT_REF = 1e-12          # reference split vs one step
-NEG_CONTROL_MIN = 100 * TOL_F32
-ENGINE_ACT = "orthod"          # llama_ref --act-quant preset that mirrors the engine
-# (c) engine vs reference of the file's own weights, rel_pos
-TOL_OWN = {"f16": 1e-4, "bf16": 1.5e-2, "q8_0": 4e-2, "q4_0": 4e-2}
-TOL_OWN_EXACT = {"f16": 1e-4, "bf16": 2e-2, "q8_0": 6e-2, "q4_0": 6e-2}
-# (d) engine on the quantized file vs reference on the F32 originals
-TOL_VS_F32 = {"f16": 5e-3, "bf16": 5e-2, "q8_0": 0.12, "q4_0": 1.5}
-TOP1_VS_F32 = {"f16": 0.95, "bf16": 0.8, "q8_0": 0.75, "q4_0": 0.25}
-CORR_VS_F32 = {"f16": 0.999, "bf16": 0.999, "q8_0": 0.995, "q4_0": 0.7}
+NEG_CONTROL_MIN = 100 * TOL_F32["pos"]
+# rel_pos, F32 weights, F16 KV: against the reference with F16-rounded K/V, and the F32 one.
+# Not a following comparison: on stories260K the F16 cache also differs by ~1e-5 at
+# positions where no K/V value is near a rounding tie (docs/correctness.md)
+TOL_KV_F16 = 3e-3
+TOL_KV_F16_VS_F32 = 4e-3
+# (c) rel_pos against the reference that follows the engine's rounding ties
+TOL_FOLLOW = {"f16": 2e-6, "bf16": 2e-6, "q8_0": 4e-7, "q4_0": 4e-7}
+MAX_EXCLUDED = 10              # positions a following comparison may leave unresolved
+FLIP_MAX = {"bf16": 1e-2, "q8_0": 2e-2, "q4_0": 2e-2}   # rel_pos of those vs the plain one
+# (c) engine vs the exact math of the file's own weights: the activation rounding's size
+TOL_OWN_EXACT = {"f16": 3e-6, "bf16": 2e-2, "q8_0": 6e-2, "q4_0": 6e-2}
+# (d) stories260K in each format (engine) vs the F32 original (reference)
+TOL_VS_F32 = {"f16": 3e-3, "bf16": 3e-2, "q8_0": 0.12, "q4_0": 1.0}     # rel_pos
+KL_VS_F32 = {"f16": 5e-6, "bf16": 6e-4, "q8_0": 4e-3, "q4_0": 0.5}      # mean KL, nats
+TOP1_VS_F32 = {"f16": 0.95, "bf16": 0.85, "q8_0": 0.75, "q4_0": 0.45}    # exact top-1
 
 STORIES_PROMPT = [1, 403, 407, 261, 378]           # BOS + "Once upon a time"
 STORIES_GREEDY10 = [432, 383, 286, 261, 376, 298, 315, 421, 395, 317]   # MANIFEST.md
@@ -114,7 +130,7 @@ def metrics(a, b):
         raise ValueError("shape %s vs reference %s" % (a.shape, b.shape))
     if not np.all(np.isfinite(a)):
         return dict(rel_pos=np.inf, rel_pos_med=np.inf, rel_elem=np.inf, top1=0, top1_tie=0,
-                    corr=-1.0, n=a.shape[0])
+                    corr=-1.0, kl=np.inf, n=a.shape[0], excluded=0)
     bmax = np.abs(b).max(axis=1)                              # (T,)
     err = np.abs(a - b)
     rel_pos_t = err.max(axis=1) / bmax
@@ -128,13 +144,32 @@ def metrics(a, b):
     corr = (ac * bc).sum(axis=1) / np.sqrt((ac * ac).sum(axis=1) * (bc * bc).sum(axis=1))
     return dict(rel_pos=float(rel_pos_t.max()), rel_pos_med=float(np.median(rel_pos_t)),
                 rel_elem=rel_elem, top1=int(exact.sum()), top1_tie=int(tie.sum()),
-                corr=float(corr.min()), n=int(a.shape[0]))
+                corr=float(corr.min()), kl=float(kl_div(b, a).mean()), n=int(a.shape[0]),
+                excluded=0)
+
+
+def rel_pos_t(a, b):
+    """Per position: max_v |a - b| / max_v |b|."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.abs(a - b).max(axis=1) / np.abs(b).max(axis=1)
+
+
+def log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def kl_div(p_logits, q_logits):
+    """KL(p || q) in nats per position, from logits."""
+    lp, lq = log_softmax(np.asarray(p_logits, np.float64)), log_softmax(np.asarray(q_logits, np.float64))
+    return (np.exp(lp) * (lp - lq)).sum(axis=1)
 
 
 def fmt_m(m):
-    return "rel_pos %.3g (median %.3g) rel_elem %.3g top1 %d(+%d near-ties)/%d corr %.5f" % (
-        m["rel_pos"], m["rel_pos_med"], m["rel_elem"], m["top1"], m["top1_tie"] - m["top1"],
-        m["n"], m["corr"])
+    return "rel_pos %.3g (median %.3g) rel_elem %.3g top1 %d(+%d near-ties)/%d corr %.5f " \
+        "KL %.3g%s" % (m["rel_pos"], m["rel_pos_med"], m["rel_elem"], m["top1"],
+                       m["top1_tie"] - m["top1"], m["n"], m["corr"], m["kl"],
+                       " excluded %d" % m["excluded"] if m["excluded"] else "")
 
 
 def fmt_bound(v):
@@ -150,9 +185,12 @@ class Report:
         self.rows, self.failures = [], []
 
     def add(self, case, what, m, tol_pos=None, tol_elem=None, top1_min=None, corr_min=None,
-            ties=True, note=""):
+            ties=True, note="", kl_max=None):
         """One comparison; top1_min counts near-ties as agreement when ties is true."""
         ok, bound = True, []
+        if kl_max is not None:
+            ok &= m["kl"] <= kl_max
+            bound.append("KL<=" + fmt_bound(kl_max))
         if tol_pos is not None:
             ok &= m["rel_pos"] <= tol_pos
             bound.append("pos<=" + fmt_bound(tol_pos))
@@ -168,6 +206,33 @@ class Report:
         self.rows.append((case, what, m, " ".join(bound), bool(ok), note))
         if not ok:
             self.failures.append("%s %s: %s (bounds: %s)" % (case, what, fmt_m(m), " ".join(bound)))
+        return ok
+
+    def add_follow(self, case, what, a, plain, follow, stats, tol, max_excluded, flip_max):
+        """A comparison against a reference that followed the engine's rounding ties
+        (LlamaRef.logits_following): every position within tol, except at most max_excluded
+        unresolved ones, which must stay within flip_max of the plain reference and agree on
+        top-1 (near-ties allowed)."""
+        e = rel_pos_t(a, follow)
+        excl = e > tol
+        keep = ~excl
+        m = metrics(a[keep], follow[keep]) if keep.any() else metrics(a, follow)
+        m["excluded"] = int(excl.sum())
+        m["n"] = len(e)
+        ok = bool(keep.any()) and m["rel_pos"] <= tol and m["excluded"] <= max_excluded
+        detail = "pos<=%s excl<=%d" % (fmt_bound(tol), max_excluded)
+        if excl.any():
+            mx = metrics(a[excl], plain[excl])
+            ok &= mx["rel_pos"] <= flip_max and mx["top1_tie"] == mx["n"]
+            detail += " (excluded: pos<=%s vs plain, top1)" % fmt_bound(flip_max)
+            note = "excluded %d (rel_pos %.1e vs plain)" % (m["excluded"], mx["rel_pos"])
+        else:
+            note = ""
+        note += "%sflips %d at %d positions, ties %d" % ("; " if note else "", stats["flips"],
+                                                       stats["flip_pos"], stats["ties"])
+        self.rows.append((case, what, m, detail, bool(ok), note))
+        if not ok:
+            self.failures.append("%s %s: %s (bounds: %s)" % (case, what, fmt_m(m), detail))
         return ok
 
     def check(self, case, what, ok, detail):
@@ -199,13 +264,15 @@ class Report:
             if m is not None:
                 groups.setdefault((case, what), []).append(m)
         print("\nspread over %s repetitions:" % "/".join(sorted({str(len(v)) for v in groups.values()})))
-        print("%-4s %-35s %3s %9s %9s %9s %7s %7s" % ("case", "comparison", "n", "pos max",
-                                                      "pos med", "elem max", "top1min", "corrmin"))
+        print("%-4s %-35s %3s %9s %9s %9s %7s %7s %9s %4s" % (
+            "case", "comparison", "n", "pos max", "pos med", "elem max", "top1min", "corrmin",
+            "KL max", "excl"))
         for (case, what), ms in groups.items():
             rp = np.array([m["rel_pos"] for m in ms])
-            print("%-4s %-35s %3d %9.2e %9.2e %9.2e %7.3f %7.4f" % (
+            print("%-4s %-35s %3d %9.2e %9.2e %9.2e %7.3f %7.4f %9.2e %4d" % (
                 case, what, len(ms), rp.max(), np.median(rp), max(m["rel_elem"] for m in ms),
-                min(m["top1"] / m["n"] for m in ms), min(m["corr"] for m in ms)))
+                min(m["top1"] / m["n"] for m in ms), min(m["corr"] for m in ms),
+                max(m["kl"] for m in ms), max(m["excluded"] for m in ms)))
         sys.stdout.flush()
 
 
@@ -233,6 +300,11 @@ class Engine:
     def __init__(self, dump, mkmodel, workdir, threads):
         self.dump, self.mkmodel, self.dir, self.threads = dump, mkmodel, workdir, threads
         self.n = 0
+        self.kernels = None      # the CPU kernel level dump_logits reported
+
+    def act_preset(self):
+        """llama_ref's --act-quant preset for what this engine's kernels do."""
+        return "orthod" if self.kernels == "avx512" else "orthod-avx2"
 
     def logits(self, model, tokens, n_vocab, kv="f32", split=None, threads=None):
         self.n += 1
@@ -241,7 +313,10 @@ class Engine:
                 "--threads", str(threads or self.threads), "--device", "cpu", "--kv", kv]
         if split:
             argv += ["--batch-split", str(split)]
-        run_tool(argv)
+        p = run_tool(argv)
+        for line in p.stderr.decode(errors="replace").splitlines():
+            if line.startswith("backend: ") and "kernels=" in line:
+                self.kernels = line.split("kernels=")[1].split()[0]
         want = len(tokens) * n_vocab * 4
         size = os.path.getsize(out)
         if size != want:
@@ -302,7 +377,8 @@ def compare_splits(rep, eng, case, label, model, toks, b, n_vocab):
     for split, slabel in SPLITS:
         threads = 1 if split == N_TOKENS else None    # one thread for the decode path
         a = eng.logits(model, toks, n_vocab, split=split, threads=threads)
-        rep.add(case, "%s %s" % (label, slabel), metrics(a, b), TOL_F32, TOL_F32, 1.0)
+        rep.add(case, "%s %s" % (label, slabel), metrics(a, b), TOL_F32["pos"], TOL_F32["elem"],
+                1.0)
 
 
 def case_a(rep, eng, models, toks):
@@ -373,25 +449,49 @@ def q4_0_interleaved(model):
     return model
 
 
-def case_cd(rep, eng, seed, toks, m32, b32):
+def case_c(rep, eng, seed, toks, m32):
     for dt in QDTYPES:
         path = eng.make_model(dt, seed)
-        mq = ref.LlamaRef(path, act_quant=ENGINE_ACT)
-        a = eng.logits(path, toks, mq.n_vocab)
-        bq = mq.logits(toks)
-        rep.add("c", "random %s vs own, act=%s" % (dt, ENGINE_ACT), metrics(a, bq), TOL_OWN[dt],
-                None, 1.0)
+        a = eng.logits(path, toks, m32.n_vocab)
+        act = eng.act_preset()
+        mq = ref.LlamaRef(path, act_quant=act)
+        plain = mq.logits(toks)
+        follow, stats = mq.logits_following(toks, a, TOL_FOLLOW[dt])
+        rep.add_follow("c", "random %s vs own, act=%s" % (dt, act), a, plain, follow, stats,
+                       TOL_FOLLOW[dt], 0 if dt == "f16" else MAX_EXCLUDED, FLIP_MAX.get(dt, 0.0))
         rep.add("c", "random %s vs own, act=none" % dt, metrics(a, ref.LlamaRef(path).logits(toks)),
                 TOL_OWN_EXACT[dt], None, None)
         if dt == "q4_0":
-            neg = metrics(q4_0_interleaved(ref.LlamaRef(path, act_quant=ENGINE_ACT)).logits(toks), bq)
+            neg = metrics(q4_0_interleaved(ref.LlamaRef(path, act_quant=act)).logits(toks), plain)
             rep.check("c", "neg. control: q4_0 nibbles interleaved",
-                      neg["rel_pos"] >= 10 * TOL_OWN[dt],
-                      "rel_pos %.2e >= %.0e" % (neg["rel_pos"], 10 * TOL_OWN[dt]))
+                      neg["rel_pos"] >= 10 * FLIP_MAX[dt],
+                      "rel_pos %.2e >= %.0e" % (neg["rel_pos"], 10 * FLIP_MAX[dt]))
         bad, detail = weights_match(m32, mq)
-        rep.check("d", "random %s weights = quant(f32)" % dt, bad == 0, detail)
-        rep.add("d", "random %s vs f32 ref" % dt, metrics(a, b32), TOL_VS_F32[dt], None,
-                TOP1_VS_F32[dt], CORR_VS_F32[dt], ties=False)
+        rep.check("c", "random %s weights = quant(f32)" % dt, bad == 0, detail)
+
+
+def case_d(rep, eng, models, work, toks):
+    """stories260K written in each format vs the reference on the F32 original."""
+    st = os.path.join(models, "stories260K.gguf")
+    m32 = ref.LlamaRef(st)
+    b = m32.logits(toks)
+    for dt in QDTYPES + ("q4_0x",):
+        path = os.path.join(work, "stories260K-%s.gguf" % dt)
+        done = ref.write_requantized(st, path, dt[:4], q4_interleaved=dt == "q4_0x")
+        if not done:
+            raise ValueError("no tensor of stories260K could be written as %s" % dt)
+        a = eng.logits(path, toks, m32.n_vocab)
+        m = metrics(a, b)
+        if dt == "q4_0x":
+            rep.check("d", "neg. control: stories q4_0 nibbles interleaved",
+                      m["kl"] >= 10 * KL_VS_F32["q4_0"],
+                      "KL %.2e >= %.0e (top1 %d/%d)" % (m["kl"], 10 * KL_VS_F32["q4_0"],
+                                                       m["top1"], m["n"]))
+        else:
+            rep.add("d", "stories260K %s vs f32 ref" % dt, m, TOL_VS_F32[dt], None,
+                    TOP1_VS_F32[dt], None, ties=False, kl_max=KL_VS_F32[dt],
+                    note="%d tensors %s" % (len(done), dt))
+        os.unlink(path)
 
 
 def main():
@@ -405,8 +505,7 @@ def main():
                     help="run the engine at this kernel level (ORTHOD_CPU_LEVEL; it can only "
                          "lower the level the CPU supports); default: the best one")
     ap.add_argument("--keep", help="keep generated models in this folder")
-    ap.add_argument("--cases", default="ref,a,b,c", help="comma-separated subset of ref,a,b,c "
-                    "(c includes d)")
+    ap.add_argument("--cases", default="ref,a,b,c,d", help="comma-separated subset of ref,a,b,c,d")
     ap.add_argument("--seeds", default=str(RANDOM_SEED),
                     help="comma-separated seeds: (b)-(d) run on a model per seed; (a) adds a "
                          "random-token prompt per seed other than %d. With several seeds a "
@@ -418,8 +517,8 @@ def main():
     except ValueError:
         print("test_logits: --seeds wants comma-separated integers", file=sys.stderr)
         return 2
-    if cases - {"ref", "a", "b", "c"}:
-        print("test_logits: unknown case(s) %s" % ",".join(sorted(cases - {"ref", "a", "b", "c"})),
+    if cases - {"ref", "a", "b", "c", "d"}:
+        print("test_logits: unknown case(s) %s" % ",".join(sorted(cases - {"ref", "a", "b", "c", "d"})),
               file=sys.stderr)
         return 2
     for p in (args.dump_logits, args.mkmodel):
@@ -459,9 +558,14 @@ def main():
                 if seed != RANDOM_SEED:
                     case_a(rep, eng, args.models, random_tokens(seed, 512))
         for seed in seeds if ("b" in cases or "c" in cases) else ():
-            rtoks, m32, b32 = case_b(rep, eng, seed)
+            rtoks, m32, _ = case_b(rep, eng, seed)
             if "c" in cases:
-                case_cd(rep, eng, seed, rtoks, m32, b32)
+                case_c(rep, eng, seed, rtoks, m32)
+        if "d" in cases:
+            case_d(rep, eng, args.models, work, toks)
+            for seed in seeds:
+                if seed != RANDOM_SEED:
+                    case_d(rep, eng, args.models, work, random_tokens(seed, 512))
     except (ToolError, ref.GGUFError, ValueError, OSError) as e:
         rep.print()
         print("test_logits: FAIL: %s" % e, file=sys.stderr)

@@ -26,7 +26,10 @@ input before a dot product, so a quantized model can be compared tightly:
            weights BF16-rounded ones, Q8_0 and Q4_0 weights Q8_0-quantized ones
            (quantize_row_q8_0_ref: per 32 values d = amax/127, q = roundf(x/d), scale fp16(d))
     orthod the same as ggml except F16 weights, which see the F32 activations (what the
-           orthod CPU engine does: it converts F16 weights exactly and multiplies in F32)
+           orthod CPU engine does at its AVX-512 kernel level: it converts F16 weights
+           exactly and multiplies in F32; BF16 goes through vdpbf16ps)
+    orthod-avx2  orthod's scalar and AVX2 levels: only Q8_0/Q4_0 weights round (to Q8_0);
+           BF16 weights, like F16, meet the F32 activations exactly
     a map  "q8_0=q8_0,q4_0=q8_0,bf16=bf16" (weight dtype = activation format, others none)
 --kv f16 rounds K and V to F16 when they enter the cache (as an F16 KV cache stores them).
 
@@ -220,6 +223,7 @@ class GGUF:
             t = c.u32("metadata '%s' type" % key)
             self.kv[key] = c.value(t, "metadata '%s'" % key)
             self.kv_type[key] = t
+        self.n_kv, self.kv_end = n_kv, c.pos     # the metadata is bytes [24, kv_end)
         self.alignment = GGUF_DEFAULT_ALIGNMENT
         if "general.alignment" in self.kv:
             a = self.kv["general.alignment"]
@@ -394,16 +398,20 @@ def quantize_weights_like(w32, dtype):
 ACT_FORMATS = ("none", "f16", "bf16", "q8_0")
 ACT_GGML = {"f16": "f16", "bf16": "bf16", "q8_0": "q8_0", "q4_0": "q8_0"}
 ACT_ORTHOD = {"bf16": "bf16", "q8_0": "q8_0", "q4_0": "q8_0"}     # F16: F32 x times exact F16 w
+ACT_ORTHOD_AVX2 = {"q8_0": "q8_0", "q4_0": "q8_0"}                 # BF16 too: exact
 
 
 def parse_act_quant(s):
-    """'none' | 'ggml' | 'orthod' | 'q8_0=q8_0,q4_0=q8_0,...' -> {weight dtype: activation format}."""
+    """'none' | 'ggml' | 'orthod' | 'orthod-avx2' | 'q8_0=q8_0,q4_0=q8_0,...' -> {weight dtype:
+    activation format}."""
     if s in (None, "", "none"):
         return {}
     if s == "ggml":
         return dict(ACT_GGML)
     if s == "orthod":
         return dict(ACT_ORTHOD)
+    if s == "orthod-avx2":
+        return dict(ACT_ORTHOD_AVX2)
     out = {}
     for item in s.split(","):
         k, sep, v = item.partition("=")
@@ -429,6 +437,202 @@ def round_activations(x, fmt):
 
 
 # ---------------------------------------------------------------------------------------
+# writing a re-quantized copy of a GGUF file (test inputs made from a trained model)
+# ---------------------------------------------------------------------------------------
+
+DTYPE_ID = {v[0]: k for k, v in DTYPES.items()}
+
+
+def encode_weights(w32, dtype, q4_interleaved=False):
+    """float32 weights (rows on the last axis) -> the bytes of a `dtype` tensor, made with
+    ggml's reference quantizers (quantize_weights_like reads them back). q4_interleaved
+    packs Q4_0 nibbles in the wrong order (element 2i low, 2i+1 high), for negative
+    controls."""
+    w32 = np.asarray(w32, dtype=np.float32)
+    if dtype == "f32":
+        return w32.tobytes()
+    if dtype == "f16":
+        return w32.astype(np.float16).tobytes()
+    if dtype == "bf16":
+        w = np.ascontiguousarray(w32).view(np.uint32).astype(np.uint64)
+        r = ((w + (0x7FFF + ((w >> 16) & 1))) >> 16).astype(np.uint16)
+        return r.tobytes()
+    if dtype == "q8_0":
+        d, qs = quantize_q8_0(w32)
+        blk = np.zeros(d.size, dtype=Q8_0_BLOCK)
+        blk["d"], blk["qs"] = d.reshape(-1), qs.reshape(-1, 32)
+        return blk.tobytes()
+    if dtype == "q4_0":
+        d, q = quantize_q4_0(w32)
+        q = q.reshape(-1, 32)
+        if q4_interleaved:
+            qs = q[:, 0::2] | (q[:, 1::2] << 4)
+        else:
+            qs = q[:, :16] | (q[:, 16:] << 4)
+        blk = np.zeros(d.size, dtype=Q4_0_BLOCK)
+        blk["d"], blk["qs"] = d.reshape(-1), qs
+        return blk.tobytes()
+    raise ValueError("cannot write %s" % dtype)
+
+
+def write_requantized(src, dst, dtype, q4_interleaved=False):
+    """Writes GGUF dst: src's metadata byte for byte, and every 2-D tensor whose rows are
+    a whole number of `dtype` blocks stored as `dtype` (the others as they are), as a
+    quantizing tool would from the F32 file. Returns the names of the converted tensors."""
+    g = GGUF(src)
+    blk = DTYPES[DTYPE_ID[dtype]][1]
+    infos, datas, done, off = [], [], [], 0
+    for name, t in g.tensors.items():
+        if len(t.ne) == 2 and t.ne[0] % blk == 0 and t.dtype_name == "f32":
+            raw = encode_weights(g.array(name), dtype, q4_interleaved)
+            tid = DTYPE_ID[dtype]
+            done.append(name)
+        else:
+            raw, tid = bytes(g.raw(name)), t.dtype
+        off = -(-off // g.alignment) * g.alignment
+        infos.append((name, t.ne, tid, off))
+        datas.append((off, raw))
+        off += len(raw)
+    with open(dst, "wb") as f:
+        f.write(GGUF_MAGIC + struct.pack("<IQQ", 3, len(infos), g.n_kv))
+        f.write(bytes(g._map[24:g.kv_end]))
+        for name, ne, tid, o in infos:
+            nb = name.encode()
+            f.write(struct.pack("<Q", len(nb)) + nb + struct.pack("<I", len(ne)))
+            f.write(struct.pack("<%dQ" % len(ne), *ne) + struct.pack("<IQ", tid, o))
+        start = -(-f.tell() // g.alignment) * g.alignment
+        for o, raw in datas:
+            f.write(b"\0" * (start + o - f.tell()))
+            f.write(raw)
+    g.close()
+    return done
+
+
+# ---------------------------------------------------------------------------------------
+# near ties: roundings that float32 noise may tip the other way
+# ---------------------------------------------------------------------------------------
+
+# A value closer to a rounding boundary than TIE_DELTA times the largest magnitude of its
+# row (one token's activations, or one token's K or V) is a tie: the engine computes in
+# float32, in another summation order, and lands up to a few 1e-7 of that scale away from
+# the float64 value, so it may have rounded a tie the other way. Values whose rounding step
+# is below TIE_MIN_STEP times that threshold are not ties: rounding them either way moves
+# the result by no more than the engine's own noise.
+TIE_DELTA = 1e-6
+TIE_MIN_STEP = 16
+
+
+def _bf16_neighbors(x32):
+    """The two bfloat16 values around float32 x32 (toward zero, away from zero)."""
+    w = np.ascontiguousarray(x32).view(np.uint32)
+    t = w & np.uint32(0xFFFF0000)
+    a = t + np.uint32(0x10000)
+    return t.view(np.float32).astype(np.float64), a.view(np.float32).astype(np.float64)
+
+
+def _grid_round_ties(x, fmt):
+    """Rounding of x (float64) to bf16 or f16 as round_activations does it; returns the
+    rounded values, the other neighbor of each, and each value's distance to the midpoint
+    between the two (all float64, x's shape)."""
+    x32 = np.asarray(x, dtype=np.float32)
+    if fmt == "bf16":
+        r = round_bf16(x32)
+        lo, hi = _bf16_neighbors(x32)
+        alt = np.where(r == lo, hi, lo)
+    else:
+        h = x32.astype(np.float16)
+        r = h.astype(np.float64)
+        toward = np.where(x32.astype(np.float64) > r, np.float16(np.inf), np.float16(-np.inf))
+        alt = np.nextafter(h, toward.astype(np.float16)).astype(np.float64)
+    mid = 0.5 * (r + alt)
+    with np.errstate(invalid="ignore"):
+        dist = np.abs(x32.astype(np.float64) - mid)
+    return r, alt, np.where(np.isfinite(dist), dist, np.inf)
+
+
+class TieRounding:
+    """round_activations (and the F16 rounding of K/V) that records ties (TIE_DELTA) and
+    rounds the ones in `flips` the other way. A tie is a key (call, kind, index): the
+    call's number in this forward pass, 'e' for an element (index into the flattened
+    values) or 'd' for a Q8_0 block scale (the fp16 rounding of amax/127; index of the
+    block). After a forward pass, .ties lists the keys met in order and .dist their
+    distances as a fraction of the tie threshold."""
+
+    def __init__(self, delta, flips=frozenset()):
+        self.delta, self.n_calls, self.ties, self.dist, self.last = delta, 0, [], {}, None
+        self.flips = {}
+        for c, kind, i in flips:
+            self.flips.setdefault(c, []).append((kind, i))
+
+    def _note(self, call, kind, frac, step):
+        for i in np.flatnonzero((frac < 1.0) & (step >= TIE_MIN_STEP)):
+            key = (call, kind, int(i))
+            self.ties.append(key)
+            self.dist[key] = float(frac.reshape(-1)[i])
+
+    def __call__(self, x, fmt):
+        # one input rounded for several matmuls (h for q, k and v; for gate and up) is one
+        # rounding in the engine: the same call number, so a flip applies to all of them
+        if self.last is not None and self.last[0] is x and self.last[1] == fmt:
+            call = self.last[2]
+            self.ties = [k for k in self.ties if k[0] != call]
+        else:
+            call = self.n_calls
+            self.n_calls += 1
+        self.last = (x, fmt, call)
+        shape = x.shape
+        x2 = np.asarray(x, np.float64).reshape(shape[0], -1)       # one row per token
+        scale = np.abs(x2).max(axis=1, keepdims=True)               # the row's magnitude
+        flips = self.flips.get(call, [])
+        if fmt in ("bf16", "f16"):
+            r, alt, dist = _grid_round_ties(x2, fmt)
+            thr = self.delta * scale
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self._note(call, "e", (dist / thr).reshape(-1), (np.abs(alt - r) / thr).reshape(-1))
+            r = r.reshape(-1)
+            for kind, i in flips:
+                r[i] = alt.reshape(-1)[i]
+            return r.reshape(shape)
+        if fmt != "q8_0":
+            raise ValueError("no tie rounding for %s" % fmt)
+        if x2.shape[-1] % 32:
+            raise ValueError("q8_0 activations need a row length that is a multiple of 32")
+        # quantize_q8_0 step by step (float32, as ggml's reference quantizer)
+        x32 = x2.astype(np.float32)
+        xb = x32.reshape(x32.shape[0], -1, 32)
+        amax = np.abs(xb).max(axis=-1)
+        d32 = (amax / np.float32(127)).astype(np.float32)
+        with np.errstate(divide="ignore"):
+            idv = np.where(d32 != 0, np.float32(1) / np.where(d32 != 0, d32, np.float32(1)),
+                           np.float32(0)).astype(np.float32)
+        x0 = (xb * idv[..., None]).astype(np.float32).astype(np.float64)
+        q = _roundf(x0)
+        alt_q = np.where(q > x0, q - 1, q + 1)
+        # element ties: x0 near a half-integer, in x0's units (127 = the block's amax)
+        dist_e = np.abs(x0 - (np.floor(x0) + 0.5))
+        thr_e = self.delta * scale[:, :, None] * idv[..., None].astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # one quantum, in x0's units, is 1
+            self._note(call, "e", np.where(thr_e > 0, dist_e / thr_e, np.inf).reshape(-1),
+                       np.broadcast_to(np.where(thr_e > 0, 1.0 / thr_e, 0.0), x0.shape).reshape(-1))
+        # block ties: amax/127 near the midpoint of two fp16 values
+        dh, alt_d, dist_d = _grid_round_ties(d32.astype(np.float64), "f16")
+        thr_d = self.delta * scale / 127.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # a scale step moves the block's largest value by |alt_d - dh| * 127
+            self._note(call, "d", np.where(thr_d > 0, dist_d / thr_d, np.inf).reshape(-1),
+                       np.where(thr_d > 0, np.abs(alt_d - dh) / thr_d, 0.0).reshape(-1))
+        q, dh = q.reshape(-1), dh.reshape(-1)
+        for kind, i in flips:
+            if kind == "e":
+                q[i] = alt_q.reshape(-1)[i]
+            else:
+                dh[i] = alt_d.reshape(-1)[i]
+        v = dh.reshape(amax.shape)[..., None] * q.reshape(x0.shape)
+        return v.reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------
 # the model
 # ---------------------------------------------------------------------------------------
 
@@ -449,6 +653,7 @@ class LlamaRef:
         if kv not in ("f32", "f16"):
             raise ValueError("kv must be f32 or f16")
         self.kv_round = kv == "f16"
+        self.ties = None         # a TieRounding while logits_following runs a position
         arch = g.kv.get("general.architecture")
         if arch != "llama":
             raise GGUFError("%s: architecture %r is not supported (llama only)" % (path, arch))
@@ -592,11 +797,20 @@ class LlamaRef:
 
     def mm(self, x, m):
         """x (T, K) @ W^T -> (T, N), after the activation rounding this weight's dtype gets."""
-        x = round_activations(x, self.act.get(m.dtype, "none"))
+        x = self.round(x, self.act.get(m.dtype, "none"))
         y = x @ m.w.T
         if m.bias is not None:
             y = y + m.bias
         return y
+
+    def round(self, x, fmt):
+        """An activation (or K/V) rounding: the plain one, or the tie-recording one of
+        logits_following."""
+        if fmt == "none":
+            return x
+        if self.ties is not None:
+            return self.ties(x, fmt)
+        return round_activations(x, fmt)
 
     def rope(self, x, pos):
         """x (T, heads, head_dim), pos (T,) -> rotated copy."""
@@ -639,7 +853,7 @@ class LlamaRef:
             k = self.rope(self.mm(h, L["k"]).reshape(T, HKV, D), pos)        # (T, HKV, D)
             v = self.mm(h, L["v"]).reshape(T, HKV, DV)
             if self.kv_round:
-                k, v = round_f16(k), round_f16(v)
+                k, v = self.round(k, "f16"), self.round(v, "f16")
             K = k if cache["k"][l] is None else np.concatenate([cache["k"][l], k])
             V = v if cache["v"][l] is None else np.concatenate([cache["v"][l], v])
             cache["k"][l], cache["v"][l] = K, V                              # (p0+T, HKV, D)
@@ -671,6 +885,110 @@ class LlamaRef:
         for i in range(0, len(tokens), chunk):
             out.append(self.forward(tokens[i:i + chunk], cache))
         return np.concatenate(out)
+
+    def _run_tie(self, cache, tok, flips, delta):
+        """One token through the model from `cache` (not changed) with ties `flips` rounded
+        the other way: (logits, the cache after it, the TieRounding with the ties met)."""
+        c = dict(n=cache["n"], k=list(cache["k"]), v=list(cache["v"]))
+        self.ties = TieRounding(delta, flips)
+        try:
+            lg = self.forward([tok], c)[0]
+        finally:
+            tr, self.ties = self.ties, None
+        return lg, c, tr
+
+    def logits_following(self, tokens, target, noise, delta=TIE_DELTA, max_runs=400,
+                         lookback=8, max_back=200):
+        """Logits of every position, computed one token a step, where near ties of a rounding
+        (TieRounding: values within delta of a rounding boundary, which the engine's float32
+        arithmetic may have put on the other side) are rounded the other way where the
+        engine did. A position whose logits are within noise (relative to its largest
+        target logit) of target[t] (the engine's) keeps what it has; for the others:
+          1. its own ties are tried one at a time, closest to the boundary first; a flip is
+             kept when it lowers the position's largest error and moves the logits toward
+             target[t] by at least half the flip's own effect (L2);
+          2. if that does not bring it within noise, the ties of the `lookback` positions
+             before it (a flip whose effect on its own position vanished in a later
+             rounding can still move later positions through the KV cache): one at a time,
+             closest first, up to max_back tries, a flip is kept when it brings this
+             position within noise and keeps those in between within noise.
+        Only ties can change, each by one rounding step, so a real error is not explained
+        away: it stays in the result. Returns (logits (T, n_vocab), stats) with stats =
+        dict(ties: ties met, flips: flips kept, flip_pos: positions with a kept flip,
+        max_flip_dist: the largest distance of a kept flip as a fraction of delta,
+        unresolved: positions left above noise)."""
+        target = np.asarray(target, np.float64)
+        hist = []    # per position: dict(cache_in, flips, lg, cache_out, ties, dist)
+        st = dict(ties=0, flips=0, flip_pos=0, max_flip_dist=0.0, unresolved=0)
+
+        def err_of(t, lg):
+            return np.abs(lg - target[t]).max()
+
+        def ok_of(t):
+            return noise * np.abs(target[t]).max()
+
+        for t, tok in enumerate(tokens):
+            cache = hist[-1]["cache_out"] if hist else self.new_cache()
+            flips = frozenset()
+            lg, c, tr = self._run_tie(cache, tok, flips, delta)
+            err, ok = err_of(t, lg), ok_of(t)
+            seen, tried, runs, dist = set(tr.ties), set(), 1, dict(tr.dist)
+            pending = sorted(tr.ties, key=dist.get)
+            while err > ok and pending and runs < max_runs:
+                k = pending.pop(0)
+                if k in tried:
+                    continue
+                tried.add(k)
+                lg2, c2, tr2 = self._run_tie(cache, tok, flips | {k}, delta)
+                runs += 1
+                e2 = err_of(t, lg2)
+                # |r - D|^2 = |r|^2 - |D|^2 when the residual r contains the flip's effect D
+                if e2 < err and (np.sum((lg2 - target[t]) ** 2) <
+                                 np.sum((lg - target[t]) ** 2) - 0.5 * np.sum((lg2 - lg) ** 2)):
+                    flips, lg, c, err = flips | {k}, lg2, c2, e2
+                    new = [q for q in tr2.ties if q not in seen]   # met only after the flip
+                    seen.update(new)
+                    dist.update((q, tr2.dist[q]) for q in new)
+                    pending = sorted(pending + new, key=dist.get)
+            hist.append(dict(tok=tok, cache_in=cache, flips=flips, lg=lg, cache_out=c,
+                             ties=sorted(seen, key=dist.get), dist=dist))
+            if err > ok:
+                self._follow_back(hist, t, delta, err_of, ok_of, lookback, max_back)
+        self.follow_hist = hist   # for inspecting a run: per position its flips and caches
+        out = []
+        for t, h in enumerate(hist):
+            out.append(h["lg"])
+            st["ties"] += len(h["ties"])
+            st["flips"] += len(h["flips"])
+            st["flip_pos"] += int(bool(h["flips"]))
+            st["unresolved"] += int(err_of(t, h["lg"]) > ok_of(t))
+            for k in h["flips"]:
+                st["max_flip_dist"] = max(st["max_flip_dist"], h["dist"].get(k, 0.0))
+        return np.stack(out), st
+
+    def _follow_back(self, hist, t, delta, err_of, ok_of, lookback, max_back):
+        """Step 2 of logits_following for position t: flips at earlier positions."""
+        cands = []
+        for s_ in range(max(0, t - lookback), t):
+            cands += [(hist[s_]["dist"][k], s_, k) for k in hist[s_]["ties"]
+                      if k not in hist[s_]["flips"]]
+        cands.sort(key=lambda x: x[0])
+        for _, s_, k in cands[:max_back]:
+            cache, redo, good = hist[s_]["cache_in"], [], True
+            for j in range(s_, t + 1):
+                flips = hist[j]["flips"] | ({k} if j == s_ else frozenset())
+                lg, c, _ = self._run_tie(cache, hist[j]["tok"], flips, delta)
+                if err_of(j, lg) > ok_of(j):
+                    good = False
+                    break
+                redo.append((j, flips, lg, c))
+                cache = c
+            if good:
+                for j, flips, lg, c in redo:
+                    hist[j].update(flips=flips, lg=lg, cache_out=c,
+                                   cache_in=hist[j - 1]["cache_out"] if j else hist[j]["cache_in"])
+                return True
+        return False
 
     def greedy(self, prompt, n):
         cache = self.new_cache()
@@ -705,7 +1023,7 @@ def main(argv=None):
     ap.add_argument("--out", help="write (n_tokens, n_vocab) float64 logits of every position (.npy)")
     ap.add_argument("--greedy", type=int, metavar="N", help="print N greedy ids after --tokens")
     ap.add_argument("--act-quant", default="none",
-                    help="activation rounding before matmuls: none | ggml | orthod | WEIGHT=ACT,... "
+                    help="activation rounding before matmuls: none | ggml | orthod | orthod-avx2 | WEIGHT=ACT,... "
                          "(see the docstring)")
     ap.add_argument("--kv", choices=("f32", "f16"), default="f32", help="KV cache rounding")
     ap.add_argument("--rope", choices=("norm", "neox"), help="override the file's RoPE mode")
